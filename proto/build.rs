@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc) };
 
     println!("cargo:rerun-if-changed=proto");
-    tonic_prost_build::configure().compile_protos(&["proto/remote_gopls/v1/tunnel.proto"], &["proto"])?;
+    tonic_prost_build::configure()
+        .bytes(".")
+        .compile_protos(&["proto/remote_gopls/v1/tunnel.proto"], &["proto"])?;
     Ok(())
 }

@@ -1,1 +1,22 @@
-//! placeholder
+//! Everything that crosses a wire between the remote-gopls client, the server
+//! and gopls: the gRPC schema, LSP base-protocol framing, the JSON-RPC
+//! envelope, and file URI mapping between the editor's root and the server's.
+
+pub mod codec;
+pub mod jsonrpc;
+pub mod urimap;
+
+/// Generated tonic/prost code for the `remote_gopls.v1` package.
+pub mod pb {
+    tonic::include_proto!("remote_gopls.v1");
+}
+
+/// Default maximum size in bytes of one LSP message (JSON body, without headers).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// Extra room on top of the LSP message limit for the protobuf envelope of one
+/// gRPC stream message (field tags and lengths).
+pub const GRPC_ENVELOPE_OVERHEAD: usize = 1024;
+
+/// Version of this crate, shared by the client and the server.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
