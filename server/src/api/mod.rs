@@ -1,0 +1,3 @@
+//! Transports that carry sessions: gRPC today.
+
+pub mod grpc;

@@ -1,0 +1,481 @@
+//! Server configuration: command-line flags (clap) over an optional TOML file
+//! over built-in defaults. Every value is checked, and every error is
+//! reported together, before any port is bound.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::auth::Tokens;
+
+/// Default gRPC listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+/// Default maximum size of one LSP message, in bytes.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = remote_gopls_proto::DEFAULT_MAX_MESSAGE_SIZE;
+/// How long a new session may take to send its hello message.
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long gopls may take to open its socket after it starts.
+pub const DEFAULT_GOPLS_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long gopls gets between SIGTERM and SIGKILL when it is stopped.
+pub const DEFAULT_GOPLS_STOP_GRACE: Duration = Duration::from_secs(5);
+/// Name of the workspace the embedded default configuration creates.
+pub const DEMO_WORKSPACE: &str = "demo";
+
+/// Go runtime settings applied to every gopls process unless overridden.
+/// GOGC=20 collects earlier for a lower peak heap, GOMAXPROCS=2 limits
+/// concurrent type-checking, and -mod=readonly keeps gopls from rewriting
+/// go.mod files.
+pub const DEFAULT_GOPLS_ENV: [(&str, &str); 3] = [
+    ("GOGC", "20"),
+    ("GOMAXPROCS", "2"),
+    ("GOFLAGS", "-mod=readonly"),
+];
+
+/// The configuration used when no file is given; documents every key.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variable that holds bearer tokens, in the token file format.
+pub const TOKENS_ENV: &str = "REMOTE_GOPLS_SERVER_TOKENS";
+
+/// Command-line flags of `remote-gopls-server`.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "remote-gopls-server",
+    version,
+    about = "Runs gopls for remote editors, one shared process per workspace."
+)]
+pub struct Args {
+    /// TOML configuration file. Flags override its values.
+    #[arg(long, short = 'c', env = "REMOTE_GOPLS_SERVER_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// gRPC listen address [default: 127.0.0.1:7443]. A non-loopback address requires bearer tokens.
+    #[arg(long)]
+    pub listen: Option<String>,
+
+    /// Workspace as NAME=PATH. Repeatable.
+    #[arg(long = "workspace", value_name = "NAME=PATH")]
+    pub workspaces: Vec<String>,
+
+    /// Directory whose subdirectories are workspaces, each named after its directory.
+    #[arg(long)]
+    pub workspaces_dir: Option<PathBuf>,
+
+    /// gopls binary. Default: `gopls` on PATH, else the pinned version installed with `go install`.
+    #[arg(long)]
+    pub gopls: Option<PathBuf>,
+
+    /// Directory for sockets, logs and the installed gopls [default: $XDG_DATA_HOME/remote-gopls].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+
+    /// File with bearer tokens, one per line: `TOKEN WORKSPACE[,WORKSPACE...]` (`*` for all).
+    #[arg(long)]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Environment for every gopls as KEY=VALUE, over the defaults. Repeatable.
+    #[arg(long = "gopls-env", value_name = "KEY=VALUE")]
+    pub gopls_env: Vec<String>,
+
+    /// Maximum size of one LSP message in bytes [default: 64 MiB].
+    #[arg(long)]
+    pub max_message_size: Option<usize>,
+}
+
+/// The TOML file. Every field is optional; see `docs/configuration.md`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub workspaces_dir: Option<PathBuf>,
+    pub gopls: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub tokens_file: Option<PathBuf>,
+    pub max_message_size: Option<usize>,
+    /// Environment for every gopls, over the defaults.
+    #[serde(default)]
+    pub gopls_env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub workspaces: BTreeMap<String, FileWorkspace>,
+}
+
+/// One `[workspaces.NAME]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWorkspace {
+    pub path: PathBuf,
+    /// Environment for this workspace's gopls, over the server-wide values.
+    #[serde(default)]
+    pub gopls_env: BTreeMap<String, String>,
+}
+
+/// A configured workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceConfig {
+    pub name: String,
+    /// Absolute, canonical path of the workspace root.
+    pub root: PathBuf,
+    pub gopls_env: BTreeMap<String, String>,
+}
+
+/// Validated server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub workspaces: Vec<WorkspaceConfig>,
+    pub workspaces_dir: Option<PathBuf>,
+    pub gopls: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub tokens_file: Option<PathBuf>,
+    pub tokens: Tokens,
+    /// Server-wide gopls environment: defaults overlaid with configured values.
+    pub gopls_env: BTreeMap<String, String>,
+    pub max_message_size: usize,
+    pub hello_timeout: Duration,
+    pub gopls_start_timeout: Duration,
+    pub gopls_stop_grace: Duration,
+}
+
+/// Every problem found in the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+/// Returns true for a valid workspace name: letters, digits, `-`, `_`, `.`,
+/// not starting with `.`. Names appear in URLs, socket paths and cgroup names.
+pub fn is_valid_workspace_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("remote-gopls");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/share/remote-gopls");
+    }
+    std::env::temp_dir().join("remote-gopls")
+}
+
+fn parse_key_value<'a>(
+    input: &'a str,
+    what: &str,
+    errors: &mut Vec<String>,
+) -> Option<(&'a str, &'a str)> {
+    match input.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Some((key, value)),
+        _ => {
+            errors.push(format!("invalid {what} {input:?}: expected KEY=VALUE"));
+            None
+        }
+    }
+}
+
+/// Reads tokens from the file and from the environment variable together.
+fn load_tokens(file: Option<&Path>, errors: &mut Vec<String>) -> Tokens {
+    let mut text = String::new();
+    if let Some(path) = file {
+        match std::fs::read_to_string(path) {
+            Ok(t) => text.push_str(&t),
+            Err(e) => errors.push(format!("cannot read tokens file {}: {e}", path.display())),
+        }
+    }
+    if let Ok(env) = std::env::var(TOKENS_ENV) {
+        text.push('\n');
+        text.push_str(&env);
+    }
+    Tokens::parse(&text, "tokens").unwrap_or_else(|e| {
+        errors.extend(e);
+        Tokens::default()
+    })
+}
+
+impl Config {
+    /// Builds the configuration from flags and the file they name.
+    pub fn load(args: Args) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let file = match &args.config {
+            None => toml::from_str(DEFAULT_CONFIG_TOML)
+                .expect("the embedded default configuration is valid"),
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => toml::from_str(&text).unwrap_or_else(|e| {
+                    errors.push(format!("invalid config file {}: {e}", path.display()));
+                    FileConfig::default()
+                }),
+                Err(e) => {
+                    errors.push(format!("cannot read config file {}: {e}", path.display()));
+                    FileConfig::default()
+                }
+            },
+        };
+        let base = args
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf);
+        Self::build(args, file, base.as_deref(), &mut errors).ok_or(ConfigErrors(errors))
+    }
+
+    /// Parses a TOML text on its own, as `check-config` and tests do.
+    pub fn from_toml(text: &str, base: Option<&Path>) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let file = toml::from_str(text).unwrap_or_else(|e| {
+            errors.push(format!("invalid config file: {e}"));
+            FileConfig::default()
+        });
+        Self::build(Args::default(), file, base, &mut errors).ok_or(ConfigErrors(errors))
+    }
+
+    fn build(
+        args: Args,
+        file: FileConfig,
+        base: Option<&Path>,
+        errors: &mut Vec<String>,
+    ) -> Option<Config> {
+        let resolve = |p: PathBuf| match base {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p,
+        };
+
+        let listen_text = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text
+            .parse::<SocketAddr>()
+            .map_err(|e| errors.push(format!("invalid listen address {listen_text:?}: {e}; expected HOST:PORT such as 127.0.0.1:7443")))
+            .ok();
+
+        let mut gopls_env: BTreeMap<String, String> = DEFAULT_GOPLS_ENV
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        gopls_env.extend(file.gopls_env);
+        for kv in &args.gopls_env {
+            if let Some((k, v)) = parse_key_value(kv, "--gopls-env", errors) {
+                gopls_env.insert(k.to_owned(), v.to_owned());
+            }
+        }
+
+        let mut workspaces = Vec::new();
+        for (name, ws) in file.workspaces {
+            workspaces.push((name, resolve(ws.path), ws.gopls_env));
+        }
+        for spec in &args.workspaces {
+            if let Some((name, path)) = parse_key_value(spec, "--workspace", errors) {
+                workspaces.retain(|(n, _, _)| n != name);
+                workspaces.push((name.to_owned(), PathBuf::from(path), BTreeMap::new()));
+            }
+        }
+        let workspaces: Vec<WorkspaceConfig> = workspaces
+            .into_iter()
+            .filter_map(|(name, path, env)| {
+                if !is_valid_workspace_name(&name) {
+                    errors.push(format!(
+                        "invalid workspace name {name:?}: use letters, digits, '-', '_' and '.', not starting with '.'"
+                    ));
+                    return None;
+                }
+                match path.canonicalize() {
+                    Ok(root) if root.is_dir() => Some(WorkspaceConfig { name, root, gopls_env: env }),
+                    Ok(_) => {
+                        errors.push(format!("workspace {name:?}: {} is not a directory", path.display()));
+                        None
+                    }
+                    Err(e) => {
+                        errors.push(format!("workspace {name:?}: cannot open {}: {e}", path.display()));
+                        None
+                    }
+                }
+            })
+            .collect();
+
+        let workspaces_dir = args.workspaces_dir.or(file.workspaces_dir.map(resolve));
+        if let Some(dir) = &workspaces_dir {
+            if !dir.is_dir() {
+                errors.push(format!(
+                    "workspaces directory {} does not exist or is not a directory",
+                    dir.display()
+                ));
+            }
+        }
+
+        let gopls = args.gopls.or(file.gopls.map(resolve));
+        if let Some(path) = &gopls {
+            if !path.is_file() {
+                errors.push(format!("gopls binary {} not found", path.display()));
+            }
+        }
+
+        let tokens_file = args.tokens_file.or(file.tokens_file.map(resolve));
+        let tokens = load_tokens(tokens_file.as_deref(), errors);
+        if let Some(addr) = listen {
+            if tokens.is_empty() && !addr.ip().is_loopback() {
+                errors.push(format!(
+                    "listen address {addr} is not loopback but no bearer tokens are configured; set tokens_file or {TOKENS_ENV}, or listen on 127.0.0.1"
+                ));
+            }
+        }
+        let max_message_size = args
+            .max_message_size
+            .or(file.max_message_size)
+            .unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
+        if max_message_size < 1024 {
+            errors.push(format!(
+                "invalid max_message_size {max_message_size}: must be at least 1024 bytes"
+            ));
+        }
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir.map(resolve))
+            .unwrap_or_else(default_data_dir);
+
+        if !errors.is_empty() {
+            return None;
+        }
+        Some(Config {
+            listen: listen?,
+            workspaces,
+            workspaces_dir,
+            gopls,
+            data_dir,
+            tokens_file,
+            tokens,
+            gopls_env,
+            max_message_size,
+            hello_timeout: DEFAULT_HELLO_TIMEOUT,
+            gopls_start_timeout: DEFAULT_GOPLS_START_TIMEOUT,
+            gopls_stop_grace: DEFAULT_GOPLS_STOP_GRACE,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply() {
+        let config = Config::from_toml("", None).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.gopls_env["GOGC"], "20");
+        assert_eq!(config.gopls_env["GOMAXPROCS"], "2");
+        assert_eq!(config.gopls_env["GOFLAGS"], "-mod=readonly");
+        assert_eq!(config.max_message_size, 64 * 1024 * 1024);
+        assert!(config.workspaces.is_empty());
+    }
+
+    #[test]
+    fn embedded_default_matches_code() {
+        let file = Config::from_toml(DEFAULT_CONFIG_TOML, None).unwrap();
+        let code = Config::from_toml("", None).unwrap();
+        assert_eq!(file.listen, code.listen);
+        assert_eq!(file.max_message_size, code.max_message_size);
+        assert_eq!(file.gopls_env, code.gopls_env);
+        assert_eq!(file.workspaces, code.workspaces);
+    }
+
+    #[test]
+    fn file_and_flags_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        std::fs::create_dir(&ws).unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\n[gopls_env]\nGOGC = \"50\"\n[workspaces.alpha]\npath = \"ws\"\ngopls_env = { GOMAXPROCS = \"4\" }\n",
+        )
+        .unwrap();
+        let args = Args {
+            config: Some(path),
+            listen: Some("127.0.0.1:9001".into()),
+            gopls_env: vec!["GOFLAGS=-mod=mod".into()],
+            ..Args::default()
+        };
+
+        let config = Config::load(args).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(config.gopls_env["GOGC"], "50");
+        assert_eq!(config.gopls_env["GOFLAGS"], "-mod=mod");
+        assert_eq!(config.workspaces.len(), 1);
+        assert_eq!(config.workspaces[0].name, "alpha");
+        assert_eq!(config.workspaces[0].root, ws.canonicalize().unwrap());
+        assert_eq!(config.workspaces[0].gopls_env["GOMAXPROCS"], "4");
+    }
+
+    #[test]
+    fn reports_every_error() {
+        let args = Args {
+            listen: Some("nowhere".into()),
+            workspaces: vec![
+                "bad name=/tmp".into(),
+                "missing=/does/not/exist".into(),
+                "noequals".into(),
+            ],
+            gopls: Some("/does/not/exist/gopls".into()),
+            max_message_size: Some(10),
+            ..Args::default()
+        };
+        let errors = Config::load(args).unwrap_err().0;
+        let expected = [
+            "invalid listen address \"nowhere\"",
+            "invalid workspace name \"bad name\"",
+            "workspace \"missing\": cannot open /does/not/exist",
+            "invalid --workspace \"noequals\"",
+            "gopls binary /does/not/exist/gopls not found",
+            "invalid max_message_size 10",
+        ];
+        for want in expected {
+            assert!(
+                errors.iter().any(|e| e.contains(want)),
+                "missing {want:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn public_listen_needs_tokens() {
+        let errors = Config::from_toml("listen = \"0.0.0.0:7443\"", None)
+            .unwrap_err()
+            .0;
+        assert!(
+            errors[0].contains("no bearer tokens are configured"),
+            "{errors:?}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokens"), "token-0123456789abcdef *\n").unwrap();
+        let config = Config::from_toml(
+            "listen = \"0.0.0.0:7443\"\ntokens_file = \"tokens\"",
+            Some(dir.path()),
+        )
+        .unwrap();
+        assert_eq!(config.tokens.len(), 1);
+    }
+
+    #[test]
+    fn rejects_unknown_keys() {
+        let errors = Config::from_toml("lisen = \"x\"", None).unwrap_err().0;
+        assert!(errors[0].contains("unknown field `lisen`"), "{errors:?}");
+    }
+
+    #[test]
+    fn workspace_names() {
+        for good in ["demo", "my-proj_2", "a.b"] {
+            assert!(is_valid_workspace_name(good), "{good}");
+        }
+        for bad in ["", ".hidden", "a/b", "a b", "é"] {
+            assert!(!is_valid_workspace_name(bad), "{bad}");
+        }
+    }
+}

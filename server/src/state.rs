@@ -1,0 +1,159 @@
+//! State shared by every transport: configuration, workspaces, tokens, the
+//! gopls binary, and the shutdown signal; plus opening a session, which
+//! every transport does the same way.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use remote_gopls_proto::pb;
+use remote_gopls_proto::urimap::{Root, UriMapper};
+use tokio::net::UnixStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AuthError, Tokens};
+use crate::config::Config;
+use crate::session::Session;
+use crate::workspace::{LaunchContext, Registry};
+
+/// Shared server state.
+#[derive(Debug)]
+pub struct ServerState {
+    pub config: Config,
+    pub tokens: Tokens,
+    pub registry: Registry,
+    pub launch: LaunchContext,
+    pub shutdown: CancellationToken,
+    next_session: AtomicU64,
+}
+
+/// Why a session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("workspace {name:?} not found; this server serves: {available}")]
+    UnknownWorkspace { name: String, available: String },
+    #[error("invalid hello: {0}")]
+    InvalidHello(String),
+    #[error("gopls for workspace {workspace:?} is unavailable: {detail}")]
+    GoplsUnavailable { workspace: String, detail: String },
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// A session ready to run: its settings, its gopls connection and the
+/// welcome message for the editor.
+#[derive(Debug)]
+pub struct OpenSession {
+    pub session: Session,
+    pub socket: UnixStream,
+    pub welcome: pb::Welcome,
+}
+
+impl ServerState {
+    pub fn new(
+        config: Config,
+        registry: Registry,
+        launch: LaunchContext,
+        shutdown: CancellationToken,
+    ) -> ServerState {
+        ServerState {
+            tokens: config.tokens.clone(),
+            config,
+            registry,
+            launch,
+            shutdown,
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    /// Authenticates a session, finds its workspace, starts gopls if needed
+    /// and connects to it.
+    pub async fn open_session(
+        &self,
+        hello: &pb::Hello,
+        token: Option<&str>,
+    ) -> Result<OpenSession, OpenError> {
+        if self.shutdown.is_cancelled() {
+            return Err(OpenError::ShuttingDown);
+        }
+        self.tokens.authorize(token, &hello.workspace)?;
+
+        let workspace =
+            self.registry
+                .get(&hello.workspace)
+                .ok_or_else(|| OpenError::UnknownWorkspace {
+                    name: hello.workspace.clone(),
+                    available: self.registry.names().join(", "),
+                })?;
+
+        let to_remote = if hello.local_root.is_empty() {
+            None
+        } else {
+            let local = Root::parse(&hello.local_root)
+                .map_err(|e| OpenError::InvalidHello(e.to_string()))?;
+            let remote = Root::parse(&workspace.root.to_string_lossy())
+                .map_err(|e| OpenError::InvalidHello(e.to_string()))?;
+            Some(UriMapper::new(local, remote))
+        };
+
+        let unavailable = |detail: String| OpenError::GoplsUnavailable {
+            workspace: workspace.name.clone(),
+            detail,
+        };
+        let instance = workspace
+            .instance(&self.launch)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let socket = instance
+            .connect()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+
+        let id = format!(
+            "s{}-{}",
+            self.next_session.fetch_add(1, Ordering::Relaxed),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let sessions = instance.session_opened();
+        tracing::info!(
+            session.id = %id,
+            workspace.name = %workspace.name,
+            gopls.pid = instance.pid,
+            local_root = %hello.local_root,
+            client = %hello.client_version,
+            sessions,
+            "session opened"
+        );
+
+        let welcome = pb::Welcome {
+            session_id: id.clone(),
+            remote_root: workspace.root.to_string_lossy().into_owned(),
+            gopls_version: self.launch.gopls.version.clone(),
+            server_version: remote_gopls_proto::VERSION.to_owned(),
+        };
+        let session = Session {
+            id,
+            workspace: workspace.name.clone(),
+            instance,
+            to_remote,
+            max_message_size: self.config.max_message_size,
+            shutdown: self.shutdown.child_token(),
+        };
+        Ok(OpenSession {
+            session,
+            socket,
+            welcome,
+        })
+    }
+}
+
+/// Decrements the instance's session count when a session ends, however it ends.
+pub struct SessionGuard(pub Arc<crate::instance::Instance>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let remaining = self.0.session_closed();
+        tracing::debug!(workspace.name = %self.0.workspace, gopls.pid = self.0.pid, remaining, "session detached from gopls");
+    }
+}
