@@ -1,0 +1,126 @@
+//! A `remote-gopls-server` process for one test, with its log captured.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running server. Dropping it kills the process.
+pub struct ServerProcess {
+    pub child: Child,
+    pub pid: u32,
+    /// `127.0.0.1:PORT` of the gRPC listener.
+    pub grpc_addr: String,
+    /// Every stderr line so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Starts the server on a free loopback port with `args` added, and waits
+    /// until it listens.
+    pub async fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
+        let mut command = Command::new(crate::binary("remote-gopls-server"));
+        command
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--gopls")
+            .arg(crate::gopls_binary())
+            .args(args)
+            .env("REMOTE_GOPLS_LOG", "info,remote_gopls_server=debug")
+            .env_remove("REMOTE_GOPLS_SERVER_TOKENS")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("start remote-gopls-server");
+        let pid = child.id().unwrap();
+
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, mut addr_rx) = tokio::sync::mpsc::unbounded_channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("gRPC listening") {
+                    if let Some(addr) = line.split("address=").nth(1) {
+                        let _ = addr_tx.send(
+                            addr.split_whitespace()
+                                .next()
+                                .unwrap_or_default()
+                                .to_owned(),
+                        );
+                    }
+                }
+                if std::env::var_os("REMOTE_GOPLS_TEST_ECHO").is_some() {
+                    eprintln!("[server] {line}");
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+
+        let addr = tokio::time::timeout(Duration::from_secs(120), addr_rx.recv()).await;
+        let grpc_addr = match addr {
+            Ok(Some(addr)) => addr,
+            _ => panic!(
+                "server did not start listening; log:\n{}",
+                log.lock().unwrap().join("\n")
+            ),
+        };
+        ServerProcess {
+            child,
+            pid,
+            grpc_addr,
+            log,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// The whole log so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        crate::eventually(timeout, || {
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+                .then_some(())
+        })
+        .await
+        .is_some()
+    }
+
+    /// gopls processes started by this server (its direct children).
+    pub fn gopls_children(&self) -> Vec<u32> {
+        crate::children(self.pid)
+            .into_iter()
+            .filter(|&pid| crate::cmdline(pid).contains("gopls"))
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.pid as i32, libc::SIGTERM);
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("server exits within 30 s of SIGTERM")
+            .expect("wait for server")
+    }
+}
