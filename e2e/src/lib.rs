@@ -5,6 +5,7 @@
 //! tests find them next to their own executable.
 
 pub mod fixture;
+pub mod grpc;
 pub mod lsp;
 pub mod scenario;
 pub mod server;

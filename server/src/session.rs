@@ -30,6 +30,8 @@ pub enum SessionError {
     InvalidMessage(String),
     #[error("message of {size} bytes exceeds the maximum of {max} bytes")]
     MessageTooLarge { size: usize, max: usize },
+    #[error("message too large: {0}")]
+    FrameTooLarge(String),
     #[error("gopls closed the connection")]
     GoplsClosed,
     #[error("gopls connection failed: {0}")]
