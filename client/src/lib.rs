@@ -1,3 +1,5 @@
 //! Library behind the `remote-gopls` binary, the editor-side stand-in for gopls.
 
+pub mod buildinfo;
 pub mod cli;
+pub mod version;
