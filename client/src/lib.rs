@@ -1,5 +1,6 @@
 //! Library behind the `remote-gopls` binary, the editor-side stand-in for gopls.
 
+pub mod bridge;
 pub mod buildinfo;
 pub mod cli;
 pub mod version;
