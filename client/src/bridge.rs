@@ -362,6 +362,7 @@ async fn drive<R: AsyncRead + Unpin>(
         ..
     } = connection;
     if let Some(code) = forward(bridge, &to_server, first, &first_envelope).await {
+        close_session(to_server, &mut from_server).await;
         return code;
     }
 
@@ -373,6 +374,7 @@ async fn drive<R: AsyncRead + Unpin>(
                     EditorRead::Closed => return ExitCode::SUCCESS,
                 };
                 if let Some(code) = forward(bridge, &to_server, message, &envelope).await {
+                    close_session(to_server, &mut from_server).await;
                     return code;
                 }
             }
@@ -395,6 +397,17 @@ async fn drive<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// How long the client waits for the server to end the session after `exit`.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Ends the request stream and waits briefly for the server to close its
+/// side, so `exit` reaches the server before this process ends.
+async fn close_session(to_server: mpsc::Sender<pb::ClientMessage>, from_server: &mut tonic::Streaming<pb::ServerMessage>) {
+    drop(to_server);
+    let drain = async { while let Ok(Some(_)) = from_server.message().await {} };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
 }
 
 enum EditorRead {

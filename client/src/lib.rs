@@ -1,4 +1,6 @@
-//! remote-gopls: the editor-side stand-in for gopls. Editors start it as
-//! their Go language server; it tunnels LSP to a remote-gopls server.
+//! Library behind the `remote-gopls` binary, the editor-side stand-in for gopls.
 
 pub mod bridge;
+pub mod buildinfo;
+pub mod cli;
+pub mod version;

@@ -14,7 +14,12 @@ pub struct RawSession {
 }
 
 /// Opens a session; returns the status when the server rejects it.
-pub async fn open(url: &str, token: Option<&str>, workspace: &str, local_root: &str) -> Result<RawSession, tonic::Status> {
+pub async fn open(
+    url: &str,
+    token: Option<&str>,
+    workspace: &str,
+    local_root: &str,
+) -> Result<RawSession, tonic::Status> {
     let mut client = TunnelClient::connect(url.to_owned())
         .await
         .expect("connect to the server")
@@ -34,7 +39,9 @@ pub async fn open(url: &str, token: Option<&str>, workspace: &str, local_root: &
 
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     if let Some(token) = token {
-        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
     let mut rx = client.session(request).await?.into_inner();
     let welcome = match rx.message().await? {

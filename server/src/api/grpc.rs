@@ -55,7 +55,9 @@ fn session_error_status(e: &SessionError) -> Status {
     let message = e.to_string();
     match e {
         SessionError::InvalidMessage(_) => Status::invalid_argument(message),
-        SessionError::MessageTooLarge { .. } | SessionError::FrameTooLarge(_) => Status::resource_exhausted(message),
+        SessionError::MessageTooLarge { .. } | SessionError::FrameTooLarge(_) => {
+            Status::resource_exhausted(message)
+        }
         SessionError::GoplsClosed | SessionError::GoplsIo(_) | SessionError::ShuttingDown => {
             Status::unavailable(message)
         }
@@ -67,7 +69,9 @@ fn session_error_status(e: &SessionError) -> Status {
 /// session error; tonic reports an over-limit message as OUT_OF_RANGE.
 fn inbound_error(status: Status) -> SessionError {
     match status.code() {
-        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => SessionError::FrameTooLarge(status.message().to_owned()),
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
+            SessionError::FrameTooLarge(status.message().to_owned())
+        }
         _ => SessionError::Transport(status.message().to_owned()),
     }
 }
