@@ -33,7 +33,7 @@ use crate::buildinfo;
 
 /// gopls release that this client is paired with, reported in `Main.Version` and in the
 /// `remote-gopls.gopls` build setting.
-pub const PINNED_GOPLS_VERSION: &str = "v0.23.0";
+pub const PINNED_GOPLS_VERSION: &str = remote_gopls_proto::PINNED_GOPLS_VERSION;
 
 /// Suffix that vscode-go's `shouldUpdateLanguageServer` treats as a developer build.
 pub const DEVELOPER_VERSION_SUFFIX: &str = "+dirty";

@@ -18,5 +18,10 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 /// gRPC stream message (field tags and lengths).
 pub const GRPC_ENVELOPE_OVERHEAD: usize = 1024;
 
+/// The gopls release remote-gopls is built and tested with. The server
+/// installs it when no gopls is found; the client reports it as the
+/// version of the language server it stands in for.
+pub const PINNED_GOPLS_VERSION: &str = "v0.23.0";
+
 /// Version of this crate, shared by the client and the server.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -86,7 +86,7 @@ pub struct Args {
     pub max_message_size: Option<usize>,
 }
 
-/// The TOML file. Every field is optional; see `docs/configuration.md`.
+/// The TOML file. Every field is optional; `server/config/default.toml` documents them.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {

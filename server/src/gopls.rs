@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 /// The gopls version installed when no gopls binary is found.
-pub const PINNED_GOPLS_VERSION: &str = "v0.23.0";
+pub use remote_gopls_proto::PINNED_GOPLS_VERSION;
 /// Module path of gopls, for `go install`.
 pub const GOPLS_MODULE: &str = "golang.org/x/tools/gopls";
 
