@@ -404,7 +404,10 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Ends the request stream and waits briefly for the server to close its
 /// side, so `exit` reaches the server before this process ends.
-async fn close_session(to_server: mpsc::Sender<pb::ClientMessage>, from_server: &mut tonic::Streaming<pb::ServerMessage>) {
+async fn close_session(
+    to_server: mpsc::Sender<pb::ClientMessage>,
+    from_server: &mut tonic::Streaming<pb::ServerMessage>,
+) {
     drop(to_server);
     let drain = async { while let Ok(Some(_)) = from_server.message().await {} };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;

@@ -228,8 +228,14 @@ impl LspClient {
 
     /// Performs `initialize` and `initialized` for the fixture's local copy.
     pub async fn initialize(&self, fixture: &Fixture) -> Value {
+        self.initialize_with_options(fixture, Value::Null).await
+    }
+
+    /// Performs `initialize` with the given `initializationOptions`, then `initialized`.
+    pub async fn initialize_with_options(&self, fixture: &Fixture, options: Value) -> Value {
         let root = fixture.local_root_uri();
         let params = json!({
+            "initializationOptions": options,
             "processId": std::process::id(),
             "clientInfo": {"name": "remote-gopls-e2e", "version": "0"},
             "rootUri": root,

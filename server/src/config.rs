@@ -99,6 +99,9 @@ pub struct FileConfig {
     /// Environment for every gopls, over the defaults.
     #[serde(default)]
     pub gopls_env: BTreeMap<String, String>,
+    /// gopls settings merged under every editor's `initializationOptions`.
+    #[serde(default)]
+    pub gopls_settings: GoplsSettings,
     #[serde(default)]
     pub workspaces: BTreeMap<String, FileWorkspace>,
 }
@@ -111,7 +114,14 @@ pub struct FileWorkspace {
     /// Environment for this workspace's gopls, over the server-wide values.
     #[serde(default)]
     pub gopls_env: BTreeMap<String, String>,
+    /// gopls settings for this workspace, over the server-wide ones.
+    #[serde(default)]
+    pub gopls_settings: GoplsSettings,
 }
+
+/// gopls settings as `initializationOptions` keys, such as
+/// `directoryFilters = ["-**/node_modules"]`.
+pub type GoplsSettings = serde_json::Map<String, serde_json::Value>;
 
 /// A configured workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +130,7 @@ pub struct WorkspaceConfig {
     /// Absolute, canonical path of the workspace root.
     pub root: PathBuf,
     pub gopls_env: BTreeMap<String, String>,
+    pub gopls_settings: GoplsSettings,
 }
 
 /// Validated server configuration.
@@ -134,6 +145,8 @@ pub struct Config {
     pub tokens: Tokens,
     /// Server-wide gopls environment: defaults overlaid with configured values.
     pub gopls_env: BTreeMap<String, String>,
+    /// Server-wide default gopls settings.
+    pub gopls_settings: GoplsSettings,
     pub max_message_size: usize,
     pub hello_timeout: Duration,
     pub gopls_start_timeout: Duration,
@@ -268,17 +281,22 @@ impl Config {
 
         let mut workspaces = Vec::new();
         for (name, ws) in file.workspaces {
-            workspaces.push((name, resolve(ws.path), ws.gopls_env));
+            workspaces.push((name, resolve(ws.path), ws.gopls_env, ws.gopls_settings));
         }
         for spec in &args.workspaces {
             if let Some((name, path)) = parse_key_value(spec, "--workspace", errors) {
-                workspaces.retain(|(n, _, _)| n != name);
-                workspaces.push((name.to_owned(), PathBuf::from(path), BTreeMap::new()));
+                workspaces.retain(|(n, ..)| n != name);
+                workspaces.push((
+                    name.to_owned(),
+                    PathBuf::from(path),
+                    BTreeMap::new(),
+                    GoplsSettings::new(),
+                ));
             }
         }
         let workspaces: Vec<WorkspaceConfig> = workspaces
             .into_iter()
-            .filter_map(|(name, path, env)| {
+            .filter_map(|(name, path, env, settings)| {
                 if !is_valid_workspace_name(&name) {
                     errors.push(format!(
                         "invalid workspace name {name:?}: use letters, digits, '-', '_' and '.', not starting with '.'"
@@ -286,7 +304,12 @@ impl Config {
                     return None;
                 }
                 match path.canonicalize() {
-                    Ok(root) if root.is_dir() => Some(WorkspaceConfig { name, root, gopls_env: env }),
+                    Ok(root) if root.is_dir() => Some(WorkspaceConfig {
+                        name,
+                        root,
+                        gopls_env: env,
+                        gopls_settings: settings,
+                    }),
                     Ok(_) => {
                         errors.push(format!("workspace {name:?}: {} is not a directory", path.display()));
                         None
@@ -351,6 +374,7 @@ impl Config {
             tokens_file,
             tokens,
             gopls_env,
+            gopls_settings: file.gopls_settings,
             max_message_size,
             hello_timeout: DEFAULT_HELLO_TIMEOUT,
             gopls_start_timeout: DEFAULT_GOPLS_START_TIMEOUT,

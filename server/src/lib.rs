@@ -76,6 +76,7 @@ impl Server {
                 name: config::DEMO_WORKSPACE.to_owned(),
                 root,
                 gopls_env: Default::default(),
+                gopls_settings: Default::default(),
             });
         }
 
@@ -96,6 +97,7 @@ impl Server {
             &config.workspaces,
             config.workspaces_dir.clone(),
             config.gopls_env.clone(),
+            config.gopls_settings.clone(),
         );
         tracing::info!(workspaces = ?registry.names(), tokens = config.tokens.len(), "workspaces configured");
 

@@ -50,6 +50,8 @@ pub struct Session {
     pub instance: Arc<Instance>,
     /// Editor root to server root; `None` when the editor gave no root.
     pub to_remote: Option<UriMapper>,
+    /// Default gopls settings merged under the editor's `initializationOptions`.
+    pub default_settings: serde_json::Map<String, serde_json::Value>,
     pub max_message_size: usize,
     pub shutdown: CancellationToken,
 }
@@ -162,12 +164,55 @@ impl Session {
         }
 
         let message = rewrite(self.to_remote.as_ref(), message);
+        let message = if envelope.kind == Kind::Request
+            && envelope.method() == "initialize"
+            && !self.default_settings.is_empty()
+        {
+            merge_initialization_options(&message, &self.default_settings)
+                .map_err(SessionError::InvalidMessage)?
+        } else {
+            message
+        };
         to_gopls
             .send(message)
             .await
             .map_err(|e| SessionError::GoplsIo(e.to_string()))?;
         Ok(Upstream::Continue)
     }
+}
+
+/// Adds the workspace's default gopls settings to `initialize`: each
+/// top-level key the editor's `initializationOptions` lacks is taken from
+/// the defaults, so the editor's own value always wins.
+pub fn merge_initialization_options(
+    message: &[u8],
+    defaults: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Bytes, String> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(message).map_err(|e| format!("invalid initialize request: {e}"))?;
+    let Some(params) = value.get_mut("params").and_then(|p| p.as_object_mut()) else {
+        return Err("invalid initialize request: params must be an object".to_owned());
+    };
+
+    let options = params
+        .entry("initializationOptions")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    if options.is_null() {
+        *options = serde_json::Value::Object(Default::default());
+    }
+    let Some(options) = options.as_object_mut() else {
+        return Err(
+            "invalid initialize request: initializationOptions must be an object".to_owned(),
+        );
+    };
+    for (key, default) in defaults {
+        options
+            .entry(key.clone())
+            .or_insert_with(|| default.clone());
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&value).expect("serializing a JSON value cannot fail"),
+    ))
 }
 
 /// Maps URIs in one message, reusing the buffer when nothing changed.
@@ -213,5 +258,61 @@ async fn pump_downstream(
         if outbound.send(message).await.is_err() {
             return Downstream::EditorGone;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn defaults() -> serde_json::Map<String, serde_json::Value> {
+        json!({"directoryFilters": ["-**/node_modules", "-**/vendor"], "staticcheck": true})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn editor_settings_win_over_defaults() {
+        let message = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"rootUri": "file:///w", "initializationOptions": {"staticcheck": false, "ui.completion.usePlaceholders": true}}});
+        let merged =
+            merge_initialization_options(&serde_json::to_vec(&message).unwrap(), &defaults())
+                .unwrap();
+        let merged: serde_json::Value = serde_json::from_slice(&merged).unwrap();
+        let options = &merged["params"]["initializationOptions"];
+        assert_eq!(options["staticcheck"], false);
+        assert_eq!(options["ui.completion.usePlaceholders"], true);
+        assert_eq!(
+            options["directoryFilters"],
+            json!(["-**/node_modules", "-**/vendor"])
+        );
+        assert_eq!(merged["params"]["rootUri"], "file:///w");
+    }
+
+    #[test]
+    fn missing_or_null_options_get_defaults() {
+        for params in [json!({}), json!({"initializationOptions": null})] {
+            let message =
+                json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params});
+            let merged =
+                merge_initialization_options(&serde_json::to_vec(&message).unwrap(), &defaults())
+                    .unwrap();
+            let merged: serde_json::Value = serde_json::from_slice(&merged).unwrap();
+            assert_eq!(
+                merged["params"]["initializationOptions"]["staticcheck"], true,
+                "{params}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_non_object_options() {
+        let message = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"initializationOptions": [1]}});
+        let error =
+            merge_initialization_options(&serde_json::to_vec(&message).unwrap(), &defaults())
+                .unwrap_err();
+        assert!(error.contains("must be an object"), "{error}");
     }
 }

@@ -137,6 +137,7 @@ impl ServerState {
             workspace: workspace.name.clone(),
             instance,
             to_remote,
+            default_settings: workspace.settings.clone(),
             max_message_size: self.config.max_message_size,
             shutdown: self.shutdown.child_token(),
         };

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::config::{is_valid_workspace_name, WorkspaceConfig};
+use crate::config::{is_valid_workspace_name, GoplsSettings, WorkspaceConfig};
 use crate::gopls::GoplsBinary;
 use crate::instance::{Instance, InstanceError};
 use crate::launcher::{effective_env, LaunchSpec};
@@ -18,6 +18,8 @@ pub struct Workspace {
     pub root: PathBuf,
     /// Effective gopls environment (defaults, server-wide, per-workspace).
     pub env: BTreeMap<String, String>,
+    /// Effective default gopls settings (server-wide, then per-workspace keys).
+    pub settings: GoplsSettings,
     instance: tokio::sync::Mutex<Option<Arc<Instance>>>,
 }
 
@@ -85,6 +87,7 @@ pub struct Registry {
     /// Directory whose subdirectories are workspaces; rescanned on a miss.
     workspaces_dir: Option<PathBuf>,
     server_env: BTreeMap<String, String>,
+    server_settings: GoplsSettings,
 }
 
 impl Registry {
@@ -92,24 +95,35 @@ impl Registry {
         configured: &[WorkspaceConfig],
         workspaces_dir: Option<PathBuf>,
         server_env: BTreeMap<String, String>,
+        server_settings: GoplsSettings,
     ) -> Registry {
         let registry = Registry {
             workspaces: RwLock::new(HashMap::new()),
             workspaces_dir,
             server_env,
+            server_settings,
         };
         for ws in configured {
-            registry.insert(&ws.name, &ws.root, &ws.gopls_env);
+            registry.insert(&ws.name, &ws.root, &ws.gopls_env, &ws.gopls_settings);
         }
         registry.scan_dir();
         registry
     }
 
-    fn insert(&self, name: &str, root: &Path, env: &BTreeMap<String, String>) {
+    fn insert(
+        &self,
+        name: &str,
+        root: &Path,
+        env: &BTreeMap<String, String>,
+        settings: &GoplsSettings,
+    ) {
+        let mut effective_settings = self.server_settings.clone();
+        effective_settings.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
         let workspace = Workspace {
             name: name.to_owned(),
             root: root.to_path_buf(),
             env: effective_env(&self.server_env, env),
+            settings: effective_settings,
             instance: tokio::sync::Mutex::new(None),
         };
         self.workspaces
@@ -141,7 +155,7 @@ impl Registry {
                 && !self.workspaces.read().unwrap().contains_key(&name)
             {
                 tracing::info!(workspace.name = %name, root = %root.display(), "discovered workspace");
-                self.insert(&name, &root, &BTreeMap::new());
+                self.insert(&name, &root, &BTreeMap::new(), &GoplsSettings::new());
             }
         }
     }
