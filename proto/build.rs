@@ -10,6 +10,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     tonic_prost_build::configure()
         .bytes(".")
+        .type_attribute(
+            ".remote_gopls.v1.StatusResponse",
+            "#[derive(serde::Serialize)]",
+        )
+        .type_attribute(
+            ".remote_gopls.v1.WorkspaceStatus",
+            "#[derive(serde::Serialize)]",
+        )
+        .type_attribute(
+            ".remote_gopls.v1.InstanceStatus",
+            "#[derive(serde::Serialize)]",
+        )
         .compile_protos(&["proto/remote_gopls/v1/tunnel.proto"], &["proto"])?;
     Ok(())
 }

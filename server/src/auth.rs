@@ -11,6 +11,15 @@ pub enum Access {
     Only(Vec<String>),
 }
 
+impl Access {
+    pub fn allows(&self, workspace: &str) -> bool {
+        match self {
+            Access::All => true,
+            Access::Only(list) => list.iter().any(|w| w == workspace),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Entry {
     token: Vec<u8>,
@@ -112,11 +121,11 @@ impl Tokens {
         self.entries.len()
     }
 
-    /// Checks a presented token (the value after `Bearer `) for a workspace.
-    /// With no tokens configured every request is allowed.
-    pub fn authorize(&self, presented: Option<&str>, workspace: &str) -> Result<(), AuthError> {
+    /// Returns what a presented token (the value after `Bearer `) grants.
+    /// With no tokens configured everything is allowed.
+    pub fn access(&self, presented: Option<&str>) -> Result<Access, AuthError> {
         if self.entries.is_empty() {
-            return Ok(());
+            return Ok(Access::All);
         }
         let presented = presented.ok_or(AuthError::Missing)?.as_bytes();
 
@@ -128,12 +137,15 @@ impl Tokens {
                 matched = Some(&entry.access);
             }
         }
+        matched.cloned().ok_or(AuthError::Invalid)
+    }
 
-        match matched {
-            None => Err(AuthError::Invalid),
-            Some(Access::All) => Ok(()),
-            Some(Access::Only(list)) if list.iter().any(|w| w == workspace) => Ok(()),
-            Some(Access::Only(_)) => Err(AuthError::Forbidden(workspace.to_owned())),
+    /// Checks a presented token for one workspace.
+    pub fn authorize(&self, presented: Option<&str>, workspace: &str) -> Result<(), AuthError> {
+        if self.access(presented)?.allows(workspace) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(workspace.to_owned()))
         }
     }
 }

@@ -49,6 +49,9 @@ pub const TOKENS_ENV: &str = "REMOTE_GOPLS_SERVER_TOKENS";
     about = "Runs gopls for remote editors, one shared process per workspace."
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+
     /// TOML configuration file. Flags override its values.
     #[arg(long, short = 'c', env = "REMOTE_GOPLS_SERVER_CONFIG")]
     pub config: Option<PathBuf>,
@@ -84,6 +87,27 @@ pub struct Args {
     /// Maximum size of one LSP message in bytes [default: 64 MiB].
     #[arg(long)]
     pub max_message_size: Option<usize>,
+}
+
+/// Commands besides serving, which is the default.
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
+    /// Print the workspaces and gopls instances of a running server.
+    Status(StatusArgs),
+}
+
+/// Flags of `remote-gopls-server status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// gRPC address of the running server.
+    #[arg(long, default_value = "http://127.0.0.1:7443")]
+    pub server: String,
+    /// Bearer token, when the server requires one.
+    #[arg(long, env = "REMOTE_GOPLS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The TOML file. Every field is optional; `server/config/default.toml` documents them.

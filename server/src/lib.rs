@@ -13,6 +13,7 @@ pub mod instance;
 pub mod launcher;
 pub mod session;
 pub mod state;
+pub mod status;
 pub mod workspace;
 
 use std::future::Future;

@@ -4,14 +4,18 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use remote_gopls_server::config::{Args, Config};
+use remote_gopls_server::config::{Args, Config, StatusArgs, Subcommand};
 use remote_gopls_server::Server;
 
 /// Exit status for invalid configuration, distinct from runtime failures.
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Subcommand::Status(status)) = args.command.take() {
+        return print_status(status);
+    }
+
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("REMOTE_GOPLS_LOG")
@@ -44,6 +48,37 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
+            eprintln!("remote-gopls-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `remote-gopls-server status`.
+fn print_status(args: StatusArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("remote-gopls-server: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(remote_gopls_server::status::fetch(
+        &args.server,
+        args.token.as_deref(),
+    )) {
+        Ok(report) if args.json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("status serializes")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", remote_gopls_server::status::render_table(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("remote-gopls-server: {e}");
             ExitCode::FAILURE
         }

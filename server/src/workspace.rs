@@ -61,6 +61,35 @@ impl Workspace {
         self.instance.lock().await.clone()
     }
 
+    /// The workspace's status entry.
+    pub async fn status(&self) -> remote_gopls_proto::pb::WorkspaceStatus {
+        let instance = self.current_instance().await;
+        let last_exit = instance
+            .as_ref()
+            .and_then(|i| i.exit_info())
+            .map(|e| e.status)
+            .unwrap_or_default();
+        let instance = instance.map(|i| remote_gopls_proto::pb::InstanceStatus {
+            pid: i.pid,
+            state: if i.is_running() { "running" } else { "exited" }.to_owned(),
+            working_set_bytes: 0,
+            limit_bytes: 0,
+            oom_kills: 0,
+            sessions: i.sessions() as u32,
+            uptime_seconds: i.started_at.elapsed().as_secs(),
+            env: i.spec.env.clone().into_iter().collect(),
+            cgroup: String::new(),
+        });
+        remote_gopls_proto::pb::WorkspaceStatus {
+            name: self.name.clone(),
+            root: self.root.display().to_string(),
+            memory_limit_bytes: 0,
+            oom_kills_total: 0,
+            last_exit,
+            instance,
+        }
+    }
+
     /// Stops the instance, if any.
     pub async fn stop(&self, grace: std::time::Duration) {
         let instance = self.instance.lock().await.take();

@@ -76,20 +76,39 @@ fn inbound_error(status: Status) -> SessionError {
     }
 }
 
+/// The bearer token of a request, if any.
+fn request_token<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .map(str::to_owned)
+}
+
 #[tonic::async_trait]
 impl tunnel_server::Tunnel for TunnelService {
     type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::ServerMessage, Status>> + Send>>;
+
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let token = request_token(&request);
+        match self.state.status(token.as_deref()).await {
+            Ok(report) => Ok(Response::new(report)),
+            Err(e) => {
+                tracing::warn!(peer = ?request.remote_addr(), error = %e, "status request rejected");
+                Err(Status::unauthenticated(e.to_string()))
+            }
+        }
+    }
 
     async fn session(
         &self,
         request: Request<Streaming<pb::ClientMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let token = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer)
-            .map(str::to_owned);
+        let token = request_token(&request);
         let peer = request.remote_addr();
         let mut inbound = request.into_inner();
 
