@@ -3,6 +3,7 @@
 //! envelope, and file URI mapping between the editor's root and the server's.
 
 pub mod codec;
+pub mod docstore;
 pub mod jsonrpc;
 pub mod urimap;
 
