@@ -1,3 +1,4 @@
 //! placeholder
 
 pub mod bytesize;
+pub mod cgroup;
