@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod bytesize;
+pub mod cgroup;
 pub mod config;
 pub mod demo;
 pub mod gopls;
