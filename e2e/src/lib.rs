@@ -4,6 +4,7 @@
 //! The binaries must be built first (`cargo build --workspace --bins`); the
 //! tests find them next to their own executable.
 
+pub mod cgroups;
 pub mod fixture;
 pub mod grpc;
 pub mod lsp;

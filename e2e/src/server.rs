@@ -16,13 +16,39 @@ pub struct ServerProcess {
     pub grpc_addr: String,
     /// Every stderr line so far.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// This server's own cgroup parent (relative to the hierarchy root),
+    /// removed with everything below it when the value is dropped.
+    pub cgroup_parent: Option<String>,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.pid as i32, libc::SIGKILL);
+        }
+        if let Some(parent) = &self.cgroup_parent {
+            crate::cgroups::remove_tree(&crate::cgroups::group_dir(parent));
+        }
+    }
 }
 
 impl ServerProcess {
     /// Starts the server on a free loopback port with `args` added, and waits
     /// until it listens.
     pub async fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
+        let own_cgroup_choice = args
+            .iter()
+            .any(|a| a.starts_with("--cgroup-parent") || *a == "--no-cgroups");
+        let cgroup_parent = if own_cgroup_choice {
+            None
+        } else {
+            crate::cgroups::unique_parent()
+        };
         let mut command = Command::new(crate::binary("remote-gopls-server"));
+        if let Some(parent) = &cgroup_parent {
+            command.arg("--cgroup-parent").arg(parent);
+        }
         command
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -78,6 +104,7 @@ impl ServerProcess {
             pid,
             grpc_addr,
             log,
+            cgroup_parent,
         }
     }
 
@@ -113,7 +140,7 @@ impl ServerProcess {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe {
             libc::kill(self.pid as i32, libc::SIGTERM);

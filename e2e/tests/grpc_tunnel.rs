@@ -56,7 +56,7 @@ async fn editor_scenario_over_grpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_share_one_gopls() {
     let fixture = Fixture::new("hello");
-    let server = start_server(&fixture, &[]).await;
+    let mut server = start_server(&fixture, &[]).await;
     let first = client_for(&server, None);
     let second = client_for(&server, None);
     first.initialize(&fixture).await;

@@ -11,6 +11,8 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::auth::Tokens;
+use crate::bytesize::ByteSize;
+use crate::cgroup::CgroupConfig;
 
 /// Default gRPC listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
@@ -37,6 +39,12 @@ pub const DEFAULT_GOPLS_ENV: [(&str, &str); 3] = [
 
 /// The configuration used when no file is given; documents every key.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/default.toml");
+
+/// Default memory limit of each gopls instance.
+pub const DEFAULT_MEMORY_LIMIT: ByteSize = ByteSize(2 * 1024 * 1024 * 1024);
+/// Default GOMEMLIMIT as a fraction of the memory limit, leaving room for
+/// memory the Go runtime does not count (stacks, `go list` children).
+pub const DEFAULT_GOMEMLIMIT_FRACTION: f64 = 0.9;
 
 /// Environment variable that holds bearer tokens, in the token file format.
 pub const TOKENS_ENV: &str = "REMOTE_GOPLS_SERVER_TOKENS";
@@ -87,6 +95,20 @@ pub struct Args {
     /// Maximum size of one LSP message in bytes [default: 64 MiB].
     #[arg(long)]
     pub max_message_size: Option<usize>,
+
+    /// Memory limit of each gopls, such as 2GiB or 1.5GiB [default: 2GiB].
+    #[arg(long)]
+    pub memory_limit: Option<String>,
+
+    /// Parent cgroup of the instance groups, relative to the hierarchy root
+    /// [default: <the server's own group>/remote-gopls].
+    #[arg(long)]
+    pub cgroup_parent: Option<PathBuf>,
+
+    /// Run gopls without per-instance cgroups; memory is read from /proc and
+    /// limits are not enforced by the kernel.
+    #[arg(long)]
+    pub no_cgroups: bool,
 }
 
 /// Commands besides serving, which is the default.
@@ -120,6 +142,15 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub tokens_file: Option<PathBuf>,
     pub max_message_size: Option<usize>,
+    /// Memory limit of each gopls (bytes or a size such as "2GiB").
+    pub memory_limit: Option<toml::Value>,
+    /// Optional throttling threshold (cgroup v2 `memory.high`).
+    pub memory_high: Option<toml::Value>,
+    /// GOMEMLIMIT as a fraction of the memory limit.
+    pub gomemlimit_fraction: Option<f64>,
+    /// Where instance cgroups are created and whether cgroups are used.
+    #[serde(default)]
+    pub cgroup: CgroupConfig,
     /// Environment for every gopls, over the defaults.
     #[serde(default)]
     pub gopls_env: BTreeMap<String, String>,
@@ -141,6 +172,50 @@ pub struct FileWorkspace {
     /// gopls settings for this workspace, over the server-wide ones.
     #[serde(default)]
     pub gopls_settings: GoplsSettings,
+    /// Memory limit of this workspace's gopls, over the server-wide value.
+    pub memory_limit: Option<toml::Value>,
+    /// Throttling threshold of this workspace's gopls.
+    pub memory_high: Option<toml::Value>,
+}
+
+/// Memory settings of one gopls instance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryConfig {
+    /// Kernel-enforced limit (cgroup `memory.max` / `memory.limit_in_bytes`).
+    pub limit: ByteSize,
+    /// Throttling threshold (cgroup v2 `memory.high`); off by default,
+    /// because throttling before the limit makes gopls slow without bound.
+    pub high: Option<ByteSize>,
+    /// GOMEMLIMIT as a fraction of `limit`, unless the environment sets it.
+    pub gomemlimit_fraction: f64,
+}
+
+impl MemoryConfig {
+    /// The GOMEMLIMIT value in bytes.
+    pub fn gomemlimit(&self) -> u64 {
+        (self.limit.bytes() as f64 * self.gomemlimit_fraction) as u64
+    }
+}
+
+/// Parses a memory size given as an integer (bytes) or a string such as
+/// "1.5GiB"; errors name the configuration key.
+fn parse_size(value: &toml::Value, key: &str, errors: &mut Vec<String>) -> Option<ByteSize> {
+    let parsed = match value {
+        toml::Value::Integer(n) if *n > 0 => Ok(ByteSize(*n as u64)),
+        toml::Value::String(text) => text.parse::<ByteSize>().map_err(|e| e.to_string()),
+        other => Err(format!("expected a size such as \"2GiB\", got {other}")),
+    };
+    match parsed {
+        Ok(size) if size.bytes() > 0 => Some(size),
+        Ok(_) => {
+            errors.push(format!("invalid {key}: must be greater than 0"));
+            None
+        }
+        Err(e) => {
+            errors.push(format!("invalid {key}: {e}"));
+            None
+        }
+    }
 }
 
 /// gopls settings as `initializationOptions` keys, such as
@@ -148,13 +223,14 @@ pub struct FileWorkspace {
 pub type GoplsSettings = serde_json::Map<String, serde_json::Value>;
 
 /// A configured workspace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkspaceConfig {
     pub name: String,
     /// Absolute, canonical path of the workspace root.
     pub root: PathBuf,
     pub gopls_env: BTreeMap<String, String>,
     pub gopls_settings: GoplsSettings,
+    pub memory: MemoryConfig,
 }
 
 /// Validated server configuration.
@@ -171,6 +247,9 @@ pub struct Config {
     pub gopls_env: BTreeMap<String, String>,
     /// Server-wide default gopls settings.
     pub gopls_settings: GoplsSettings,
+    /// Server-wide memory settings; workspaces may override limit and high.
+    pub memory: MemoryConfig,
+    pub cgroup: CgroupConfig,
     pub max_message_size: usize,
     pub hello_timeout: Duration,
     pub gopls_start_timeout: Duration,
@@ -236,6 +315,46 @@ fn load_tokens(file: Option<&Path>, errors: &mut Vec<String>) -> Tokens {
     })
 }
 
+/// Reads the server-wide memory settings.
+fn memory_config(args: &Args, file: &FileConfig, errors: &mut Vec<String>) -> MemoryConfig {
+    let mut memory = MemoryConfig {
+        limit: DEFAULT_MEMORY_LIMIT,
+        high: None,
+        gomemlimit_fraction: file
+            .gomemlimit_fraction
+            .unwrap_or(DEFAULT_GOMEMLIMIT_FRACTION),
+    };
+    if let Some(value) = &file.memory_limit {
+        memory.limit = parse_size(value, "memory_limit", errors).unwrap_or(memory.limit);
+    }
+    if let Some(text) = &args.memory_limit {
+        let value = toml::Value::String(text.clone());
+        memory.limit = parse_size(&value, "--memory-limit", errors).unwrap_or(memory.limit);
+    }
+    if let Some(value) = &file.memory_high {
+        memory.high = parse_size(value, "memory_high", errors);
+    }
+    if !(memory.gomemlimit_fraction > 0.0 && memory.gomemlimit_fraction <= 1.0) {
+        errors.push(format!(
+            "invalid gomemlimit_fraction {}: must be greater than 0 and at most 1",
+            memory.gomemlimit_fraction
+        ));
+    }
+    check_memory(&memory, "server", errors);
+    memory
+}
+
+fn check_memory(memory: &MemoryConfig, scope: &str, errors: &mut Vec<String>) {
+    if let Some(high) = memory.high {
+        if high > memory.limit {
+            errors.push(format!(
+                "invalid memory_high {high} for {scope}: must not exceed memory_limit {}",
+                memory.limit
+            ));
+        }
+    }
+}
+
 impl Config {
     /// Builds the configuration from flags and the file they name.
     pub fn load(args: Args) -> Result<Config, ConfigErrors> {
@@ -278,6 +397,7 @@ impl Config {
         base: Option<&Path>,
         errors: &mut Vec<String>,
     ) -> Option<Config> {
+        let memory = memory_config(&args, &file, errors);
         let resolve = |p: PathBuf| match base {
             Some(base) if p.is_relative() => base.join(p),
             _ => p,
@@ -303,24 +423,33 @@ impl Config {
             }
         }
 
-        let mut workspaces = Vec::new();
-        for (name, ws) in file.workspaces {
-            workspaces.push((name, resolve(ws.path), ws.gopls_env, ws.gopls_settings));
+        let mut workspaces: Vec<(String, FileWorkspace)> = Vec::new();
+        for (name, mut ws) in file.workspaces {
+            ws.path = resolve(ws.path);
+            workspaces.push((name, ws));
         }
         for spec in &args.workspaces {
             if let Some((name, path)) = parse_key_value(spec, "--workspace", errors) {
-                workspaces.retain(|(n, ..)| n != name);
-                workspaces.push((
-                    name.to_owned(),
-                    PathBuf::from(path),
-                    BTreeMap::new(),
-                    GoplsSettings::new(),
-                ));
+                workspaces.retain(|(n, _)| n != name);
+                let ws = FileWorkspace {
+                    path: PathBuf::from(path),
+                    ..FileWorkspace::default()
+                };
+                workspaces.push((name.to_owned(), ws));
             }
         }
         let workspaces: Vec<WorkspaceConfig> = workspaces
             .into_iter()
-            .filter_map(|(name, path, env, settings)| {
+            .filter_map(|(name, ws)| {
+                let mut ws_memory = memory;
+                if let Some(value) = &ws.memory_limit {
+                    ws_memory.limit = parse_size(value, &format!("workspaces.{name}.memory_limit"), errors)?;
+                }
+                if let Some(value) = &ws.memory_high {
+                    ws_memory.high = Some(parse_size(value, &format!("workspaces.{name}.memory_high"), errors)?);
+                }
+                check_memory(&ws_memory, &format!("workspaces.{name}"), errors);
+                let path = ws.path;
                 if !is_valid_workspace_name(&name) {
                     errors.push(format!(
                         "invalid workspace name {name:?}: use letters, digits, '-', '_' and '.', not starting with '.'"
@@ -331,8 +460,9 @@ impl Config {
                     Ok(root) if root.is_dir() => Some(WorkspaceConfig {
                         name,
                         root,
-                        gopls_env: env,
-                        gopls_settings: settings,
+                        gopls_env: ws.gopls_env,
+                        gopls_settings: ws.gopls_settings,
+                        memory: ws_memory,
                     }),
                     Ok(_) => {
                         errors.push(format!("workspace {name:?}: {} is not a directory", path.display()));
@@ -399,6 +529,11 @@ impl Config {
             tokens,
             gopls_env,
             gopls_settings: file.gopls_settings,
+            memory,
+            cgroup: CgroupConfig {
+                enabled: file.cgroup.enabled && !args.no_cgroups,
+                parent: args.cgroup_parent.or(file.cgroup.parent),
+            },
             max_message_size,
             hello_timeout: DEFAULT_HELLO_TIMEOUT,
             gopls_start_timeout: DEFAULT_GOPLS_START_TIMEOUT,
@@ -430,6 +565,9 @@ mod tests {
         assert_eq!(file.max_message_size, code.max_message_size);
         assert_eq!(file.gopls_env, code.gopls_env);
         assert_eq!(file.workspaces, code.workspaces);
+        assert_eq!(file.memory, code.memory);
+        assert_eq!(file.cgroup, code.cgroup);
+        assert_eq!(file.gopls_settings, code.gopls_settings);
     }
 
     #[test]
@@ -509,6 +647,56 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.tokens.len(), 1);
+    }
+
+    #[test]
+    fn memory_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        let text = "memory_limit = \"1.5GiB\"\ngomemlimit_fraction = 0.8\n[workspaces.a]\npath = \"a\"\nmemory_limit = 536870912\nmemory_high = \"400MiB\"\n[workspaces.b]\npath = \"b\"\n";
+        let config = Config::from_toml(text, Some(dir.path())).unwrap();
+        assert_eq!(config.memory.limit, ByteSize(1536 * 1024 * 1024));
+        assert_eq!(config.memory.high, None);
+        let a = config.workspaces.iter().find(|w| w.name == "a").unwrap();
+        assert_eq!(a.memory.limit, ByteSize(512 * 1024 * 1024));
+        assert_eq!(a.memory.high, Some(ByteSize(400 * 1024 * 1024)));
+        assert_eq!(
+            a.memory.gomemlimit(),
+            (512.0 * 1024.0 * 1024.0 * 0.8) as u64
+        );
+        let b = config.workspaces.iter().find(|w| w.name == "b").unwrap();
+        assert_eq!(b.memory.limit, config.memory.limit);
+    }
+
+    #[test]
+    fn memory_defaults() {
+        let config = Config::from_toml("", None).unwrap();
+        assert_eq!(config.memory.limit, ByteSize(2 << 30));
+        assert_eq!(
+            config.memory.gomemlimit(),
+            (2.0 * 1024.0 * 1024.0 * 1024.0 * 0.9) as u64
+        );
+        assert!(config.cgroup.enabled);
+    }
+
+    #[test]
+    fn bad_memory_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        let text = "memory_limit = \"lots\"\ngomemlimit_fraction = 1.5\n[workspaces.a]\npath = \"a\"\nmemory_limit = \"1GiB\"\nmemory_high = \"2GiB\"\n";
+        let errors = Config::from_toml(text, Some(dir.path())).unwrap_err().0;
+        let expected = [
+            "invalid memory_limit: ",
+            "invalid gomemlimit_fraction 1.5",
+            "invalid memory_high 2GiB for workspaces.a",
+        ];
+        for want in expected {
+            assert!(
+                errors.iter().any(|e| e.contains(want)),
+                "missing {want:?} in {errors:#?}"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::watch;
 
+use crate::cgroup::{InstanceGroup, MemoryUsage};
 use crate::launcher::LaunchSpec;
 
 /// Number of gopls stderr lines kept to explain a failed start.
@@ -28,12 +29,16 @@ pub enum InstanceError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("gopls was OOM-killed during start ({status}): the memory limit is too low for this workspace")]
+    OomKilledDuringStart { status: String, oom_kills: u64 },
     #[error("gopls exited during start ({status}); last stderr lines:\n{stderr}")]
     ExitedDuringStart { status: String, stderr: String },
     #[error("gopls did not open its socket {socket} within {timeout:?}")]
     StartTimeout { socket: PathBuf, timeout: Duration },
     #[error("gopls (pid {pid}) is not running")]
     NotRunning { pid: u32 },
+    #[error("failed to set up the memory cgroup: {0}")]
+    Cgroup(String),
     #[error("failed to connect to gopls socket {socket}: {source}")]
     Connect {
         socket: PathBuf,
@@ -59,6 +64,9 @@ pub struct Instance {
     pub started_at: Instant,
     /// Sessions currently connected.
     sessions: AtomicUsize,
+    /// The instance's memory cgroup (or its fallback record); taken out when
+    /// the group is removed.
+    group: Mutex<Option<InstanceGroup>>,
     exit: watch::Receiver<Option<ExitInfo>>,
     /// The 0700 directory holding the socket; removed when the instance is dropped.
     _runtime_dir: tempfile::TempDir,
@@ -68,19 +76,20 @@ impl Instance {
     /// Starts gopls and waits until its socket accepts connections.
     pub async fn start(
         mut spec: LaunchSpec,
+        group: InstanceGroup,
         run_dir: &std::path::Path,
         start_timeout: Duration,
     ) -> Result<Arc<Instance>, InstanceError> {
         let runtime_dir = make_runtime_dir(run_dir, &spec.workspace)?;
         spec.socket = runtime_dir.path().join("gopls.sock");
 
-        let mut child = spec
-            .command()
-            .spawn()
-            .map_err(|source| InstanceError::Spawn {
-                path: spec.gopls.clone(),
-                source,
-            })?;
+        let mut child =
+            spec.command(Some(&group))
+                .spawn()
+                .map_err(|source| InstanceError::Spawn {
+                    path: spec.gopls.clone(),
+                    source,
+                })?;
         let pid = child.id().unwrap_or_default();
 
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -118,6 +127,7 @@ impl Instance {
             spec,
             started_at: Instant::now(),
             sessions: AtomicUsize::new(0),
+            group: Mutex::new(Some(group)),
             exit: exit_rx,
             _runtime_dir: runtime_dir,
         });
@@ -134,9 +144,50 @@ impl Instance {
                 other => other,
             };
             instance.kill_group(libc::SIGKILL);
-            return Err(e);
+            let oom_kills = match instance.usage() {
+                Some(Ok(usage)) => usage.oom_kills,
+                _ => 0,
+            };
+            instance.release_group().await;
+            return Err(match e {
+                InstanceError::ExitedDuringStart { status, .. } if oom_kills > 0 => {
+                    InstanceError::OomKilledDuringStart { status, oom_kills }
+                }
+                other => other,
+            });
         }
         Ok(instance)
+    }
+
+    /// Reads the memory usage of the instance's cgroup, or of its process
+    /// tree in fallback mode. `None` once the group was released.
+    pub fn usage(&self) -> Option<Result<MemoryUsage, crate::cgroup::Error>> {
+        let group = self.group.lock().unwrap();
+        group.as_ref().map(|g| g.usage(Some(self.pid)))
+    }
+
+    /// The cgroup directory, if the instance has one.
+    pub fn cgroup_path(&self) -> Option<PathBuf> {
+        let group = self.group.lock().unwrap();
+        group.as_ref().and_then(|g| g.path().map(PathBuf::from))
+    }
+
+    /// Removes the instance's cgroup, killing anything left in it. Removal
+    /// can block for a few seconds, so it runs on the blocking pool.
+    pub async fn release_group(&self) {
+        let group = self.group.lock().unwrap().take();
+        let Some(group) = group else { return };
+        let workspace = self.workspace.clone();
+        let result = tokio::task::spawn_blocking(move || group.remove()).await;
+        match result {
+            Ok(Ok(())) => tracing::debug!(workspace.name = %workspace, "removed gopls cgroup"),
+            Ok(Err(e)) => {
+                tracing::warn!(workspace.name = %workspace, error = %e, "failed to remove gopls cgroup")
+            }
+            Err(e) => {
+                tracing::warn!(workspace.name = %workspace, error = %e, "cgroup removal task failed")
+            }
+        }
     }
 
     async fn wait_ready(&self, timeout: Duration) -> Result<(), InstanceError> {
@@ -221,7 +272,9 @@ impl Instance {
         }
         // Children such as `go list` may outlive gopls in its process group.
         self.kill_group(libc::SIGKILL);
-        self.wait_exit().await
+        let info = self.wait_exit().await;
+        self.release_group().await;
+        info
     }
 
     fn kill_group(&self, signal: i32) {

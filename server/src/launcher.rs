@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 
+use crate::cgroup::InstanceGroup;
+use crate::config::MemoryConfig;
+
 /// Everything needed to start one gopls process.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -69,11 +72,25 @@ pub fn telemetry_off_env(data_dir: &Path) -> std::io::Result<BTreeMap<String, St
     Ok(env)
 }
 
+/// Sets GOMEMLIMIT from the memory limit unless the environment already
+/// sets it. The Go collector then works harder as the heap nears the limit,
+/// before the kernel has to OOM-kill the process.
+pub fn with_gomemlimit(
+    mut env: BTreeMap<String, String>,
+    memory: &MemoryConfig,
+) -> BTreeMap<String, String> {
+    env.entry("GOMEMLIMIT".to_owned())
+        .or_insert_with(|| memory.gomemlimit().to_string());
+    env
+}
+
 impl LaunchSpec {
     /// Builds the gopls command. The child leads its own process group, so
     /// stopping it also stops the `go list` processes it started, and it is
-    /// sent SIGKILL if the server thread that started it dies.
-    pub fn command(&self) -> Command {
+    /// sent SIGKILL if the server thread that started it dies. With a cgroup,
+    /// the child enters it between fork and exec, so gopls and everything it
+    /// starts are limited from their first instruction.
+    pub fn command(&self, group: Option<&InstanceGroup>) -> Command {
         let mut command = Command::new(&self.gopls);
         command
             .arg("serve")
@@ -87,6 +104,14 @@ impl LaunchSpec {
             .stderr(std::process::Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+
+        if let Some(hook) = group.and_then(InstanceGroup::pre_exec_hook) {
+            // SAFETY: the hook only calls write(2) on a descriptor opened
+            // before fork, which is async-signal-safe.
+            unsafe {
+                command.pre_exec(hook);
+            }
+        }
 
         // SAFETY: the closure runs between fork and exec and only calls
         // prctl, which is async-signal-safe.
@@ -119,6 +144,19 @@ mod tests {
     }
 
     #[test]
+    fn gomemlimit_from_limit_unless_set() {
+        let memory = MemoryConfig {
+            limit: crate::bytesize::ByteSize(1000),
+            high: None,
+            gomemlimit_fraction: 0.9,
+        };
+        let env = with_gomemlimit(BTreeMap::new(), &memory);
+        assert_eq!(env["GOMEMLIMIT"], "900");
+        let set = BTreeMap::from([("GOMEMLIMIT".to_owned(), "512MiB".to_owned())]);
+        assert_eq!(with_gomemlimit(set, &memory)["GOMEMLIMIT"], "512MiB");
+    }
+
+    #[test]
     fn telemetry_mode_file_is_off() {
         let dir = tempfile::tempdir().unwrap();
         let env = telemetry_off_env(dir.path()).unwrap();
@@ -139,7 +177,7 @@ mod tests {
             socket: "/run/x/gopls.sock".into(),
             logfile: "/var/log/gopls.log".into(),
         };
-        let command = spec.command();
+        let command = spec.command(None);
         let args: Vec<_> = command
             .as_std()
             .get_args()

@@ -80,11 +80,26 @@ impl Server {
                 root,
                 gopls_env: Default::default(),
                 gopls_settings: Default::default(),
+                memory: config.memory,
             });
         }
 
         let gopls = gopls::resolve(config.gopls.as_deref(), &data_dir).await?;
         tracing::info!(path = %gopls.path.display(), version = %gopls.version, "using gopls");
+
+        let cgroups = {
+            let cgroup_config = config.cgroup.clone();
+            tokio::task::spawn_blocking(move || {
+                let manager = cgroup::CgroupManager::detect(&cgroup_config);
+                let removed = manager.cleanup_stale();
+                if removed > 0 {
+                    tracing::info!(removed, "removed cgroups left by a previous server run");
+                }
+                manager
+            })
+            .await
+            .expect("cgroup detection task")
+        };
 
         let log_dir = data_dir.join("logs");
         std::fs::create_dir_all(&log_dir).map_err(data_err)?;
@@ -94,6 +109,7 @@ impl Server {
             log_dir,
             telemetry_env: launcher::telemetry_off_env(&data_dir).map_err(data_err)?,
             start_timeout: config.gopls_start_timeout,
+            cgroups: Arc::new(cgroups),
         };
 
         let registry = Registry::new(
@@ -101,6 +117,7 @@ impl Server {
             config.workspaces_dir.clone(),
             config.gopls_env.clone(),
             config.gopls_settings.clone(),
+            config.memory,
         );
         tracing::info!(workspaces = ?registry.names(), tokens = config.tokens.len(), "workspaces configured");
 

@@ -27,8 +27,11 @@ impl ServerState {
         Ok(pb::StatusResponse {
             server_version: remote_gopls_proto::VERSION.to_owned(),
             gopls_version: self.launch.gopls.version.clone(),
-            memory_mode: String::new(),
-            memory_mode_reason: String::new(),
+            memory_mode: self.launch.cgroups.mode().to_string(),
+            memory_mode_reason: match self.launch.cgroups.mode() {
+                crate::cgroup::Mode::Fallback { reason } => reason.clone(),
+                _ => String::new(),
+            },
             workspaces,
         })
     }

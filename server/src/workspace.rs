@@ -4,12 +4,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
-use crate::config::{is_valid_workspace_name, GoplsSettings, WorkspaceConfig};
+use remote_gopls_proto::pb;
+
+use crate::cgroup::{CgroupManager, MemoryLimits};
+use crate::config::{is_valid_workspace_name, GoplsSettings, MemoryConfig, WorkspaceConfig};
 use crate::gopls::GoplsBinary;
 use crate::instance::{Instance, InstanceError};
-use crate::launcher::{effective_env, LaunchSpec};
+use crate::launcher::{effective_env, with_gomemlimit, LaunchSpec};
 
 /// One workspace and its gopls instance.
 #[derive(Debug)]
@@ -20,22 +24,44 @@ pub struct Workspace {
     pub env: BTreeMap<String, String>,
     /// Effective default gopls settings (server-wide, then per-workspace keys).
     pub settings: GoplsSettings,
+    pub memory: MemoryConfig,
     instance: tokio::sync::Mutex<Option<Arc<Instance>>>,
+    /// OOM kills seen in this workspace's cgroups since the server started.
+    oom_kills_total: AtomicU64,
+    /// How the last gopls process of this workspace ended.
+    last_exit: Mutex<Option<String>>,
 }
 
 impl Workspace {
     /// Returns the running instance, starting gopls if none is running. The
     /// lock makes concurrent first sessions share one start.
-    pub async fn instance(&self, launch: &LaunchContext) -> Result<Arc<Instance>, InstanceError> {
+    pub async fn instance(
+        self: &Arc<Self>,
+        launch: &LaunchContext,
+    ) -> Result<Arc<Instance>, InstanceError> {
         let mut slot = self.instance.lock().await;
         if let Some(instance) = slot.as_ref() {
             if instance.is_running() {
                 return Ok(instance.clone());
             }
         }
+        if let Some(old) = slot.take() {
+            old.release_group().await;
+        }
+
+        let limits = MemoryLimits {
+            max: self.memory.limit.bytes(),
+            high: self.memory.high.map(|h| h.bytes()),
+        };
+        let cgroups = launch.cgroups.clone();
+        let name = self.name.clone();
+        let group = tokio::task::spawn_blocking(move || cgroups.create(&name, &limits))
+            .await
+            .map_err(|e| InstanceError::Cgroup(e.to_string()))?
+            .map_err(|e| InstanceError::Cgroup(e.to_string()))?;
 
         let mut env = launch.telemetry_env.clone();
-        env.extend(self.env.clone());
+        env.extend(with_gomemlimit(self.env.clone(), &self.memory));
         let spec = LaunchSpec {
             gopls: launch.gopls.path.clone(),
             workspace: self.name.clone(),
@@ -44,16 +70,59 @@ impl Workspace {
             socket: PathBuf::new(),
             logfile: launch.log_dir.join(format!("{}-gopls.log", self.name)),
         };
-        let instance = Instance::start(spec, &launch.run_dir, launch.start_timeout).await?;
+        let instance =
+            match Instance::start(spec, group, &launch.run_dir, launch.start_timeout).await {
+                Ok(instance) => instance,
+                Err(e) => {
+                    if let InstanceError::OomKilledDuringStart { oom_kills, status } = &e {
+                        self.record_oom(*oom_kills, status, None);
+                    }
+                    *self.last_exit.lock().unwrap() = Some(e.to_string());
+                    return Err(e);
+                }
+            };
         tracing::info!(
             workspace.name = %self.name,
             gopls.pid = instance.pid,
             gopls.version = %launch.gopls.version,
-            env = ?self.env,
+            memory.mode = %launch.cgroups.mode(),
+            memory.limit = %self.memory.limit,
+            cgroup = ?instance.cgroup_path(),
+            env = ?instance.spec.env,
             "gopls started"
         );
+        self.watch_exit(instance.clone());
         *slot = Some(instance.clone());
         Ok(instance)
+    }
+
+    /// Records how an instance ends, and whether the kernel OOM-killed
+    /// anything in its cgroup.
+    fn watch_exit(self: &Arc<Self>, instance: Arc<Instance>) {
+        let workspace = self.clone();
+        tokio::spawn(async move {
+            let info = instance.wait_exit().await;
+            let oom_kills = match instance.usage() {
+                Some(Ok(usage)) => usage.oom_kills,
+                _ => 0,
+            };
+            if oom_kills > 0 {
+                workspace.record_oom(oom_kills, &info.status, Some(instance.pid));
+            }
+            *workspace.last_exit.lock().unwrap() = Some(info.status);
+        });
+    }
+
+    fn record_oom(&self, oom_kills: u64, status: &str, pid: Option<u32>) {
+        self.oom_kills_total.fetch_add(oom_kills, Ordering::Relaxed);
+        tracing::warn!(
+            workspace.name = %self.name,
+            gopls.pid = ?pid,
+            oom_kills,
+            memory.limit = %self.memory.limit,
+            status = %status,
+            "gopls was OOM-killed: the kernel killed processes in its cgroup at the memory limit"
+        );
     }
 
     /// The current instance, if one was started, without starting one.
@@ -62,30 +131,34 @@ impl Workspace {
     }
 
     /// The workspace's status entry.
-    pub async fn status(&self) -> remote_gopls_proto::pb::WorkspaceStatus {
-        let instance = self.current_instance().await;
-        let last_exit = instance
-            .as_ref()
-            .and_then(|i| i.exit_info())
-            .map(|e| e.status)
-            .unwrap_or_default();
-        let instance = instance.map(|i| remote_gopls_proto::pb::InstanceStatus {
-            pid: i.pid,
-            state: if i.is_running() { "running" } else { "exited" }.to_owned(),
-            working_set_bytes: 0,
-            limit_bytes: 0,
-            oom_kills: 0,
-            sessions: i.sessions() as u32,
-            uptime_seconds: i.started_at.elapsed().as_secs(),
-            env: i.spec.env.clone().into_iter().collect(),
-            cgroup: String::new(),
+    pub async fn status(&self) -> pb::WorkspaceStatus {
+        let instance = self.current_instance().await.map(|i| {
+            let usage = match i.usage() {
+                Some(Ok(usage)) => usage,
+                Some(Err(e)) => {
+                    tracing::debug!(workspace.name = %self.name, error = %e, "cannot read memory usage");
+                    Default::default()
+                }
+                None => Default::default(),
+            };
+            pb::InstanceStatus {
+                pid: i.pid,
+                state: if i.is_running() { "running" } else { "exited" }.to_owned(),
+                working_set_bytes: usage.working_set,
+                limit_bytes: usage.limit,
+                oom_kills: usage.oom_kills,
+                sessions: i.sessions() as u32,
+                uptime_seconds: i.started_at.elapsed().as_secs(),
+                env: i.spec.env.clone().into_iter().collect(),
+                cgroup: i.cgroup_path().map(|p| p.display().to_string()).unwrap_or_default(),
+            }
         });
-        remote_gopls_proto::pb::WorkspaceStatus {
+        pb::WorkspaceStatus {
             name: self.name.clone(),
             root: self.root.display().to_string(),
-            memory_limit_bytes: 0,
-            oom_kills_total: 0,
-            last_exit,
+            memory_limit_bytes: self.memory.limit.bytes(),
+            oom_kills_total: self.oom_kills_total.load(Ordering::Relaxed),
+            last_exit: self.last_exit.lock().unwrap().clone().unwrap_or_default(),
             instance,
         }
     }
@@ -107,6 +180,7 @@ pub struct LaunchContext {
     pub log_dir: PathBuf,
     pub telemetry_env: BTreeMap<String, String>,
     pub start_timeout: std::time::Duration,
+    pub cgroups: Arc<CgroupManager>,
 }
 
 /// All workspaces the server can serve.
@@ -117,6 +191,8 @@ pub struct Registry {
     workspaces_dir: Option<PathBuf>,
     server_env: BTreeMap<String, String>,
     server_settings: GoplsSettings,
+    /// Memory settings of discovered workspaces.
+    server_memory: MemoryConfig,
 }
 
 impl Registry {
@@ -125,15 +201,23 @@ impl Registry {
         workspaces_dir: Option<PathBuf>,
         server_env: BTreeMap<String, String>,
         server_settings: GoplsSettings,
+        server_memory: MemoryConfig,
     ) -> Registry {
         let registry = Registry {
             workspaces: RwLock::new(HashMap::new()),
             workspaces_dir,
             server_env,
             server_settings,
+            server_memory,
         };
         for ws in configured {
-            registry.insert(&ws.name, &ws.root, &ws.gopls_env, &ws.gopls_settings);
+            registry.insert(
+                &ws.name,
+                &ws.root,
+                &ws.gopls_env,
+                &ws.gopls_settings,
+                ws.memory,
+            );
         }
         registry.scan_dir();
         registry
@@ -145,6 +229,7 @@ impl Registry {
         root: &Path,
         env: &BTreeMap<String, String>,
         settings: &GoplsSettings,
+        memory: MemoryConfig,
     ) {
         let mut effective_settings = self.server_settings.clone();
         effective_settings.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -153,6 +238,9 @@ impl Registry {
             root: root.to_path_buf(),
             env: effective_env(&self.server_env, env),
             settings: effective_settings,
+            memory,
+            oom_kills_total: AtomicU64::new(0),
+            last_exit: Mutex::new(None),
             instance: tokio::sync::Mutex::new(None),
         };
         self.workspaces
@@ -184,7 +272,13 @@ impl Registry {
                 && !self.workspaces.read().unwrap().contains_key(&name)
             {
                 tracing::info!(workspace.name = %name, root = %root.display(), "discovered workspace");
-                self.insert(&name, &root, &BTreeMap::new(), &GoplsSettings::new());
+                self.insert(
+                    &name,
+                    &root,
+                    &BTreeMap::new(),
+                    &GoplsSettings::new(),
+                    self.server_memory,
+                );
             }
         }
     }
