@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::auth::Tokens;
 use crate::bytesize::ByteSize;
 use crate::cgroup::CgroupConfig;
+use crate::controller::config::{ControllerConfig, FileController};
 
 /// Default gRPC listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
@@ -151,6 +152,9 @@ pub struct FileConfig {
     /// Where instance cgroups are created and whether cgroups are used.
     #[serde(default)]
     pub cgroup: CgroupConfig,
+    /// Sampling, restart and eviction thresholds.
+    #[serde(default)]
+    pub controller: FileController,
     /// Environment for every gopls, over the defaults.
     #[serde(default)]
     pub gopls_env: BTreeMap<String, String>,
@@ -250,6 +254,7 @@ pub struct Config {
     /// Server-wide memory settings; workspaces may override limit and high.
     pub memory: MemoryConfig,
     pub cgroup: CgroupConfig,
+    pub controller: ControllerConfig,
     pub max_message_size: usize,
     pub hello_timeout: Duration,
     pub gopls_start_timeout: Duration,
@@ -398,6 +403,7 @@ impl Config {
         errors: &mut Vec<String>,
     ) -> Option<Config> {
         let memory = memory_config(&args, &file, errors);
+        let controller = file.controller.validate(errors);
         let resolve = |p: PathBuf| match base {
             Some(base) if p.is_relative() => base.join(p),
             _ => p,
@@ -534,6 +540,7 @@ impl Config {
                 enabled: file.cgroup.enabled && !args.no_cgroups,
                 parent: args.cgroup_parent.or(file.cgroup.parent),
             },
+            controller,
             max_message_size,
             hello_timeout: DEFAULT_HELLO_TIMEOUT,
             gopls_start_timeout: DEFAULT_GOPLS_START_TIMEOUT,
@@ -568,6 +575,7 @@ mod tests {
         assert_eq!(file.memory, code.memory);
         assert_eq!(file.cgroup, code.cgroup);
         assert_eq!(file.gopls_settings, code.gopls_settings);
+        assert_eq!(file.controller, code.controller);
     }
 
     #[test]

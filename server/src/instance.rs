@@ -37,6 +37,8 @@ pub enum InstanceError {
     StartTimeout { socket: PathBuf, timeout: Duration },
     #[error("gopls (pid {pid}) is not running")]
     NotRunning { pid: u32 },
+    #[error("{0}")]
+    Degraded(String),
     #[error("failed to set up the memory cgroup: {0}")]
     Cgroup(String),
     #[error("failed to connect to gopls socket {socket}: {source}")]
@@ -64,6 +66,7 @@ pub struct Instance {
     pub started_at: Instant,
     /// Sessions currently connected.
     sessions: AtomicUsize,
+    idle_since: Mutex<Option<Instant>>,
     /// The instance's memory cgroup (or its fallback record); taken out when
     /// the group is removed.
     group: Mutex<Option<InstanceGroup>>,
@@ -127,6 +130,7 @@ impl Instance {
             spec,
             started_at: Instant::now(),
             sessions: AtomicUsize::new(0),
+            idle_since: Mutex::new(Some(Instant::now())),
             group: Mutex::new(Some(group)),
             exit: exit_rx,
             _runtime_dir: runtime_dir,
@@ -249,11 +253,21 @@ impl Instance {
     }
 
     pub fn session_opened(&self) -> usize {
+        *self.idle_since.lock().unwrap() = None;
         self.sessions.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     pub fn session_closed(&self) -> usize {
-        self.sessions.fetch_sub(1, Ordering::SeqCst) - 1
+        let remaining = self.sessions.fetch_sub(1, Ordering::SeqCst) - 1;
+        if remaining == 0 {
+            *self.idle_since.lock().unwrap() = Some(Instant::now());
+        }
+        remaining
+    }
+
+    /// When the last session left, or `None` while sessions are attached.
+    pub fn idle_since(&self) -> Option<Instant> {
+        *self.idle_since.lock().unwrap()
     }
 
     pub fn sessions(&self) -> usize {

@@ -24,6 +24,9 @@ pub struct LaunchSpec {
     pub env: BTreeMap<String, String>,
     pub socket: PathBuf,
     pub logfile: PathBuf,
+    /// Loopback address of gopls's debug server (pprof), known only to the
+    /// server; `None` leaves the debug server off.
+    pub debug_addr: Option<std::net::SocketAddr>,
 }
 
 /// Merges the server-wide gopls environment (which already holds the
@@ -72,6 +75,13 @@ pub fn telemetry_off_env(data_dir: &Path) -> std::io::Result<BTreeMap<String, St
     Ok(env)
 }
 
+/// Picks a free loopback port for gopls's debug server. The port is free
+/// when this returns; another process could take it before gopls binds it,
+/// in which case gopls fails to start its debug server and keeps serving.
+pub fn free_loopback_addr() -> std::io::Result<std::net::SocketAddr> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()
+}
+
 /// Sets GOMEMLIMIT from the memory limit unless the environment already
 /// sets it. The Go collector then works harder as the heap nears the limit,
 /// before the kernel has to OOM-kill the process.
@@ -97,6 +107,7 @@ impl LaunchSpec {
             .arg(format!("-listen=unix;{}", self.socket.display()))
             .arg("-listen.timeout=0")
             .arg(format!("-logfile={}", self.logfile.display()))
+            .args(self.debug_addr.map(|addr| format!("-debug={addr}")))
             .current_dir(&self.root)
             .envs(&self.env)
             .stdin(std::process::Stdio::null())
@@ -176,6 +187,7 @@ mod tests {
             env: BTreeMap::new(),
             socket: "/run/x/gopls.sock".into(),
             logfile: "/var/log/gopls.log".into(),
+            debug_addr: None,
         };
         let command = spec.command(None);
         let args: Vec<_> = command

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bytesize;
 pub mod cgroup;
 pub mod config;
+pub mod controller;
 pub mod demo;
 pub mod gopls;
 pub mod instance;
@@ -118,6 +119,7 @@ impl Server {
             config.gopls_env.clone(),
             config.gopls_settings.clone(),
             config.memory,
+            config.controller.restart_rules,
         );
         tracing::info!(workspaces = ?registry.names(), tokens = config.tokens.len(), "workspaces configured");
 
@@ -164,6 +166,8 @@ impl Server {
             token.cancel();
         });
 
+        let controller = tokio::spawn(controller::run(state.clone()));
+
         let service = api::grpc::TunnelService::new(state.clone()).into_server();
         let result = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
@@ -175,6 +179,7 @@ impl Server {
             )
             .await;
 
+        let _ = controller.await;
         for workspace in state.registry.all() {
             workspace.stop(state.config.gopls_stop_grace).await;
         }

@@ -23,6 +23,10 @@ pub struct ServerState {
     pub registry: Registry,
     pub launch: LaunchContext,
     pub shutdown: CancellationToken,
+    /// Sum of instance memory limits allowed at once.
+    pub memory_budget: crate::bytesize::ByteSize,
+    /// Serializes budget checks with the starts they allow.
+    budget_lock: tokio::sync::Mutex<()>,
     next_session: AtomicU64,
 }
 
@@ -39,6 +43,8 @@ pub enum OpenError {
     GoplsUnavailable { workspace: String, detail: String },
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error(transparent)]
+    Budget(#[from] crate::controller::budget::BudgetExceeded),
 }
 
 /// A session ready to run: its settings, its gopls connection and the
@@ -57,7 +63,14 @@ impl ServerState {
         launch: LaunchContext,
         shutdown: CancellationToken,
     ) -> ServerState {
+        let memory_budget = crate::controller::budget::resolve(
+            config.controller.memory_budget,
+            config.controller.budget_fraction,
+        );
+        tracing::info!(budget = %memory_budget, "memory budget for gopls instances");
         ServerState {
+            memory_budget,
+            budget_lock: tokio::sync::Mutex::new(()),
             tokens: config.tokens.clone(),
             config,
             registry,
@@ -101,9 +114,11 @@ impl ServerState {
             workspace: workspace.name.clone(),
             detail,
         };
-        let instance = workspace
-            .instance(&self.launch)
-            .await
+        // A new session is a request to try again after a crash loop.
+        workspace.reset_degraded();
+        let instance = self
+            .instance_within_budget(&workspace)
+            .await?
             .map_err(|e| unavailable(e.to_string()))?;
         let socket = instance
             .connect()
@@ -146,6 +161,30 @@ impl ServerState {
             socket,
             welcome,
         })
+    }
+}
+
+impl ServerState {
+    /// Returns the workspace's running instance, or starts one after making
+    /// room for it within the memory budget. The outer error is the budget;
+    /// the inner one is gopls failing to start.
+    pub async fn instance_within_budget(
+        &self,
+        workspace: &Arc<crate::workspace::Workspace>,
+    ) -> Result<Result<Arc<crate::instance::Instance>, crate::instance::InstanceError>, OpenError>
+    {
+        if let Some(instance) = workspace.running() {
+            return Ok(Ok(instance));
+        }
+        let _budget = self.budget_lock.lock().await;
+        crate::controller::budget::ensure(
+            &self.registry,
+            workspace,
+            self.memory_budget,
+            self.config.gopls_stop_grace,
+        )
+        .await?;
+        Ok(workspace.instance(&self.launch).await)
     }
 }
 

@@ -11,6 +11,7 @@ use remote_gopls_proto::pb;
 
 use crate::cgroup::{CgroupManager, MemoryLimits};
 use crate::config::{is_valid_workspace_name, GoplsSettings, MemoryConfig, WorkspaceConfig};
+use crate::controller::restarts::{Pace, RestartPacer, RestartRules};
 use crate::gopls::GoplsBinary;
 use crate::instance::{Instance, InstanceError};
 use crate::launcher::{effective_env, with_gomemlimit, LaunchSpec};
@@ -25,7 +26,16 @@ pub struct Workspace {
     /// Effective default gopls settings (server-wide, then per-workspace keys).
     pub settings: GoplsSettings,
     pub memory: MemoryConfig,
-    instance: tokio::sync::Mutex<Option<Arc<Instance>>>,
+    /// Serializes starts, so concurrent first sessions share one gopls.
+    start_lock: tokio::sync::Mutex<()>,
+    /// The current instance (running, or exited and not yet replaced).
+    /// `None` before the first start and after a deliberate stop.
+    current: Mutex<Option<Arc<Instance>>>,
+    /// Backoff and crash-loop state of restarts.
+    pacer: Mutex<RestartPacer>,
+    /// Why the controller stopped an instance, by gopls pid, for the message
+    /// sessions show when they move to the next instance.
+    restart_reasons: Mutex<HashMap<u32, String>>,
     /// OOM kills seen in this workspace's cgroups since the server started.
     oom_kills_total: AtomicU64,
     /// How the last gopls process of this workspace ended.
@@ -34,21 +44,63 @@ pub struct Workspace {
 
 impl Workspace {
     /// Returns the running instance, starting gopls if none is running. The
-    /// lock makes concurrent first sessions share one start.
+    /// start lock makes concurrent sessions share one start. Replacing an
+    /// instance that exited or that the controller stopped counts as a
+    /// restart: it waits out the backoff, and a crash loop marks the
+    /// workspace degraded instead of starting.
     pub async fn instance(
         self: &Arc<Self>,
         launch: &LaunchContext,
     ) -> Result<Arc<Instance>, InstanceError> {
-        let mut slot = self.instance.lock().await;
-        if let Some(instance) = slot.as_ref() {
+        let _start = self.start_lock.lock().await;
+        if let Some(instance) = self.current() {
             if instance.is_running() {
                 return Ok(instance.clone());
             }
         }
-        if let Some(old) = slot.take() {
-            old.release_group().await;
+        if let Some(reason) = self.degraded() {
+            return Err(InstanceError::Degraded(reason));
         }
 
+        let previous = self.current.lock().unwrap().take();
+        if let Some(old) = previous {
+            old.release_group().await;
+            let pace = self
+                .pacer
+                .lock()
+                .unwrap()
+                .restart(std::time::Instant::now());
+            match pace {
+                Pace::After(delay) => {
+                    if !delay.is_zero() {
+                        tracing::info!(workspace.name = %self.name, ?delay, "waiting before restarting gopls");
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+                Pace::Degraded { restarts, window } => {
+                    let reason = format!(
+                        "gopls for workspace {:?} was restarted {restarts} times within {} minutes; automatic restarts are stopped. Open a new session (reload the editor window) or run `remote-gopls-server reset {}` to try again. Server log: {}",
+                        self.name,
+                        window.as_secs() / 60,
+                        self.name,
+                        launch.log_dir.join(format!("{}-gopls.log", self.name)).display()
+                    );
+                    tracing::error!(workspace.name = %self.name, restarts, "gopls is crash-looping; workspace marked degraded");
+                    self.pacer.lock().unwrap().degrade(reason.clone());
+                    return Err(InstanceError::Degraded(reason));
+                }
+            }
+        }
+
+        let instance = self.start(launch).await?;
+        *self.current.lock().unwrap() = Some(instance.clone());
+        Ok(instance)
+    }
+
+    async fn start(
+        self: &Arc<Self>,
+        launch: &LaunchContext,
+    ) -> Result<Arc<Instance>, InstanceError> {
         let limits = MemoryLimits {
             max: self.memory.limit.bytes(),
             high: self.memory.high.map(|h| h.bytes()),
@@ -69,6 +121,7 @@ impl Workspace {
             env,
             socket: PathBuf::new(),
             logfile: launch.log_dir.join(format!("{}-gopls.log", self.name)),
+            debug_addr: crate::launcher::free_loopback_addr().ok(),
         };
         let instance =
             match Instance::start(spec, group, &launch.run_dir, launch.start_timeout).await {
@@ -92,8 +145,68 @@ impl Workspace {
             "gopls started"
         );
         self.watch_exit(instance.clone());
-        *slot = Some(instance.clone());
         Ok(instance)
+    }
+
+    /// The current instance, running or not, without starting one.
+    pub fn current(&self) -> Option<Arc<Instance>> {
+        self.current.lock().unwrap().clone()
+    }
+
+    /// The current instance if it is running.
+    pub fn running(&self) -> Option<Arc<Instance>> {
+        self.current().filter(|i| i.is_running())
+    }
+
+    /// Why automatic restarts stopped, if they did.
+    pub fn degraded(&self) -> Option<String> {
+        self.pacer.lock().unwrap().degraded().map(str::to_owned)
+    }
+
+    /// Clears the degraded mark; returns whether it was set.
+    pub fn reset_degraded(&self) -> bool {
+        let mut pacer = self.pacer.lock().unwrap();
+        let was = pacer.degraded().is_some();
+        pacer.reset();
+        if was {
+            tracing::info!(workspace.name = %self.name, "degraded mark cleared; gopls may start again");
+        }
+        was
+    }
+
+    /// Records why the controller is about to stop the instance `pid`.
+    pub fn set_restart_reason(&self, pid: u32, reason: String) {
+        self.restart_reasons.lock().unwrap().insert(pid, reason);
+    }
+
+    /// The message sessions show after moving off the instance `old`: the
+    /// controller's reason, else how the process ended.
+    pub fn restart_message(&self, old: &Instance) -> String {
+        if let Some(reason) = self.restart_reasons.lock().unwrap().remove(&old.pid) {
+            return reason;
+        }
+        match old.exit_info() {
+            Some(info) => format!(
+                "gopls for workspace {:?} exited ({}) and was restarted",
+                self.name, info.status
+            ),
+            None => format!(
+                "gopls for workspace {:?} closed the connection and the session reconnected",
+                self.name
+            ),
+        }
+    }
+
+    /// Stops the running instance deliberately (idle eviction, budget): the
+    /// next session starts a fresh one without restart pacing.
+    pub async fn evict(&self, grace: std::time::Duration, why: &str) -> bool {
+        let _start = self.start_lock.lock().await;
+        let Some(instance) = self.current.lock().unwrap().take() else {
+            return false;
+        };
+        tracing::info!(workspace.name = %self.name, gopls.pid = instance.pid, reason = why, "evicting gopls");
+        instance.stop(grace).await;
+        true
     }
 
     /// Records how an instance ends, and whether the kernel OOM-killed
@@ -125,14 +238,9 @@ impl Workspace {
         );
     }
 
-    /// The current instance, if one was started, without starting one.
-    pub async fn current_instance(&self) -> Option<Arc<Instance>> {
-        self.instance.lock().await.clone()
-    }
-
     /// The workspace's status entry.
     pub async fn status(&self) -> pb::WorkspaceStatus {
-        let instance = self.current_instance().await.map(|i| {
+        let instance = self.current().map(|i| {
             let usage = match i.usage() {
                 Some(Ok(usage)) => usage,
                 Some(Err(e)) => {
@@ -163,9 +271,9 @@ impl Workspace {
         }
     }
 
-    /// Stops the instance, if any.
+    /// Stops the instance, if any, at server shutdown.
     pub async fn stop(&self, grace: std::time::Duration) {
-        let instance = self.instance.lock().await.take();
+        let instance = self.current.lock().unwrap().take();
         if let Some(instance) = instance {
             instance.stop(grace).await;
         }
@@ -193,6 +301,7 @@ pub struct Registry {
     server_settings: GoplsSettings,
     /// Memory settings of discovered workspaces.
     server_memory: MemoryConfig,
+    restart_rules: RestartRules,
 }
 
 impl Registry {
@@ -202,6 +311,7 @@ impl Registry {
         server_env: BTreeMap<String, String>,
         server_settings: GoplsSettings,
         server_memory: MemoryConfig,
+        restart_rules: RestartRules,
     ) -> Registry {
         let registry = Registry {
             workspaces: RwLock::new(HashMap::new()),
@@ -209,6 +319,7 @@ impl Registry {
             server_env,
             server_settings,
             server_memory,
+            restart_rules,
         };
         for ws in configured {
             registry.insert(
@@ -239,9 +350,12 @@ impl Registry {
             env: effective_env(&self.server_env, env),
             settings: effective_settings,
             memory,
+            start_lock: tokio::sync::Mutex::new(()),
+            current: Mutex::new(None),
+            pacer: Mutex::new(RestartPacer::new(self.restart_rules)),
+            restart_reasons: Mutex::new(HashMap::new()),
             oom_kills_total: AtomicU64::new(0),
             last_exit: Mutex::new(None),
-            instance: tokio::sync::Mutex::new(None),
         };
         self.workspaces
             .write()

@@ -48,6 +48,7 @@ fn open_error_status(e: &OpenError) -> Status {
         OpenError::GoplsUnavailable { .. } | OpenError::ShuttingDown => {
             Status::unavailable(message)
         }
+        OpenError::Budget(_) => Status::resource_exhausted(message),
     }
 }
 
