@@ -49,13 +49,14 @@ impl ServerProcess {
         if let Some(parent) = &cgroup_parent {
             command.arg("--cgroup-parent").arg(parent);
         }
+        if !args.contains(&"--gopls") {
+            command.arg("--gopls").arg(crate::gopls_binary());
+        }
         command
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
-            .arg("--gopls")
-            .arg(crate::gopls_binary())
             .args(args)
             .env("REMOTE_GOPLS_LOG", "info,remote_gopls_server=debug")
             .env_remove("REMOTE_GOPLS_SERVER_TOKENS")
@@ -137,6 +138,37 @@ impl ServerProcess {
             .into_iter()
             .filter(|&pid| crate::cmdline(pid).contains("gopls"))
             .collect()
+    }
+
+    /// Runs `remote-gopls-server status --json` against this server.
+    pub async fn status(&self) -> serde_json::Value {
+        let output = Command::new(crate::binary("remote-gopls-server"))
+            .args(["status", "--json", "--server", &self.url()])
+            .output()
+            .await
+            .expect("run remote-gopls-server status");
+        assert!(
+            output.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("status prints JSON")
+    }
+
+    /// The status entry of one workspace.
+    pub async fn workspace_status(&self, name: &str) -> serde_json::Value {
+        let report = self.status().await;
+        report["workspaces"]
+            .as_array()
+            .and_then(|w| w.iter().find(|w| w["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("workspace {name} in {report}"))
+    }
+
+    /// The pid of a workspace's running gopls, if any.
+    pub async fn gopls_pid(&self, workspace: &str) -> Option<u32> {
+        let status = self.workspace_status(workspace).await;
+        let instance = &status["instance"];
+        (instance["state"] == "running").then(|| instance["pid"].as_u64().unwrap() as u32)
     }
 
     /// Sends SIGTERM and waits for the exit status.

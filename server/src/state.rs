@@ -149,7 +149,8 @@ impl ServerState {
         };
         let session = Session {
             id,
-            workspace: workspace.name.clone(),
+            workspace: workspace.clone(),
+            launch: self.launch.clone(),
             instance,
             to_remote,
             default_settings: workspace.settings.clone(),
@@ -185,15 +186,5 @@ impl ServerState {
         )
         .await?;
         Ok(workspace.instance(&self.launch).await)
-    }
-}
-
-/// Decrements the instance's session count when a session ends, however it ends.
-pub struct SessionGuard(pub Arc<crate::instance::Instance>);
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        let remaining = self.0.session_closed();
-        tracing::debug!(workspace.name = %self.0.workspace, gopls.pid = self.0.pid, remaining, "session detached from gopls");
     }
 }

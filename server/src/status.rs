@@ -20,7 +20,13 @@ impl ServerState {
                 continue;
             }
             if let Some(workspace) = self.registry.get(&name) {
-                workspaces.push(workspace.status().await);
+                let mut entry = workspace.status().await;
+                let dir = self.config.data_dir.join("profiles").join(&name);
+                entry.heap_profiles = crate::controller::profile::list(&dir)
+                    .into_iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                workspaces.push(entry);
             }
         }
 
@@ -121,13 +127,20 @@ pub fn render_table(report: &pb::StatusResponse) -> String {
         }
     }
     for ws in &report.workspaces {
-        let Some(i) = &ws.instance else { continue };
-        let mut env: Vec<_> = i.env.iter().collect();
-        env.sort();
-        let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let _ = writeln!(out, "{} env: {}", ws.name, env.join(" "));
-        if !i.cgroup.is_empty() {
-            let _ = writeln!(out, "{} cgroup: {}", ws.name, i.cgroup);
+        if let Some(i) = &ws.instance {
+            let mut env: Vec<_> = i.env.iter().collect();
+            env.sort();
+            let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(out, "{} env: {}", ws.name, env.join(" "));
+            if !i.cgroup.is_empty() {
+                let _ = writeln!(out, "{} cgroup: {}", ws.name, i.cgroup);
+            }
+        }
+        if !ws.degraded.is_empty() {
+            let _ = writeln!(out, "{} DEGRADED: {}", ws.name, ws.degraded);
+        }
+        for profile in &ws.heap_profiles {
+            let _ = writeln!(out, "{} heap profile: {profile}", ws.name);
         }
         if !ws.last_exit.is_empty() {
             let _ = writeln!(out, "{} last exit: {}", ws.name, ws.last_exit);

@@ -33,6 +33,8 @@ pub struct Workspace {
     current: Mutex<Option<Arc<Instance>>>,
     /// Backoff and crash-loop state of restarts.
     pacer: Mutex<RestartPacer>,
+    /// Whether the last start attempt failed, so the next one is a restart.
+    last_start_failed: std::sync::atomic::AtomicBool,
     /// Why the controller stopped an instance, by gopls pid, for the message
     /// sessions show when they move to the next instance.
     restart_reasons: Mutex<HashMap<u32, String>>,
@@ -63,8 +65,10 @@ impl Workspace {
         }
 
         let previous = self.current.lock().unwrap().take();
-        if let Some(old) = previous {
+        if let Some(old) = &previous {
             old.release_group().await;
+        }
+        if previous.is_some() || self.last_start_failed.load(Ordering::Relaxed) {
             let pace = self
                 .pacer
                 .lock()
@@ -92,7 +96,10 @@ impl Workspace {
             }
         }
 
-        let instance = self.start(launch).await?;
+        let started = self.start(launch).await;
+        self.last_start_failed
+            .store(started.is_err(), Ordering::Relaxed);
+        let instance = started?;
         *self.current.lock().unwrap() = Some(instance.clone());
         Ok(instance)
     }
@@ -268,6 +275,8 @@ impl Workspace {
             oom_kills_total: self.oom_kills_total.load(Ordering::Relaxed),
             last_exit: self.last_exit.lock().unwrap().clone().unwrap_or_default(),
             instance,
+            heap_profiles: Vec::new(),
+            degraded: self.degraded().unwrap_or_default(),
         }
     }
 
@@ -353,6 +362,7 @@ impl Registry {
             start_lock: tokio::sync::Mutex::new(()),
             current: Mutex::new(None),
             pacer: Mutex::new(RestartPacer::new(self.restart_rules)),
+            last_start_failed: std::sync::atomic::AtomicBool::new(false),
             restart_reasons: Mutex::new(HashMap::new()),
             oom_kills_total: AtomicU64::new(0),
             last_exit: Mutex::new(None),

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{bearer, AuthError};
 use crate::session::SessionError;
-use crate::state::{OpenError, ServerState, SessionGuard};
+use crate::state::{OpenError, ServerState};
 
 /// Messages buffered toward the editor before the session waits.
 const OUTBOUND_BUFFER: usize = 64;
@@ -167,14 +167,12 @@ impl tunnel_server::Tunnel for TunnelService {
 
         let session = open.session;
         let socket = open.socket;
-        let guard = SessionGuard(session.instance.clone());
         tokio::spawn(async move {
             let result = session.run(socket, Box::pin(inbound), body_tx).await;
             let _ = wrapper.await;
             if let Err(e) = result {
                 let _ = tx.send(Err(session_error_status(&e))).await;
             }
-            drop(guard);
         });
 
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
