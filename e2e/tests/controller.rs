@@ -348,7 +348,34 @@ async fn crash_loop_marks_workspace_degraded() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(), attempts, "restarts stopped");
 
-    // A new session asks to try again.
+    let degraded = server.workspace_status("hello").await["degraded"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        degraded.contains("automatic restarts are stopped"),
+        "status shows the degraded mark: {degraded:?}"
+    );
+
+    // The admin command clears the mark.
+    let reset = tokio::process::Command::new(remote_gopls_e2e::binary("remote-gopls-server"))
+        .args(["reset", "hello", "--server", &server.url()])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    assert!(String::from_utf8_lossy(&reset.stdout).contains("was degraded"));
+    assert_eq!(
+        server.workspace_status("hello").await["degraded"],
+        "",
+        "the mark is cleared"
+    );
+
+    // A new session tries gopls again.
     let status = grpc::open(&server.url(), None, "hello", "")
         .await
         .err()

@@ -117,6 +117,21 @@ pub struct Args {
 pub enum Subcommand {
     /// Print the workspaces and gopls instances of a running server.
     Status(StatusArgs),
+    /// Clear a workspace's degraded mark so gopls may start again.
+    Reset(ResetArgs),
+}
+
+/// Flags of `remote-gopls-server reset`.
+#[derive(Debug, clap::Args)]
+pub struct ResetArgs {
+    /// Workspace to reset.
+    pub workspace: String,
+    /// gRPC address of the running server.
+    #[arg(long, default_value = "http://127.0.0.1:7443")]
+    pub server: String,
+    /// Bearer token, when the server requires one.
+    #[arg(long, env = "REMOTE_GOPLS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Flags of `remote-gopls-server status`.

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use remote_gopls_server::config::{Args, Config, StatusArgs, Subcommand};
+use remote_gopls_server::config::{Args, Config, ResetArgs, StatusArgs, Subcommand};
 use remote_gopls_server::Server;
 
 /// Exit status for invalid configuration, distinct from runtime failures.
@@ -12,8 +12,10 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
-    if let Some(Subcommand::Status(status)) = args.command.take() {
-        return print_status(status);
+    match args.command.take() {
+        Some(Subcommand::Status(status)) => return print_status(status),
+        Some(Subcommand::Reset(reset)) => return reset_workspace(reset),
+        None => {}
     }
 
     tracing_subscriber::fmt()
@@ -76,6 +78,39 @@ fn print_status(args: StatusArgs) -> ExitCode {
         }
         Ok(report) => {
             print!("{}", remote_gopls_server::status::render_table(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("remote-gopls-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `remote-gopls-server reset WORKSPACE`.
+fn reset_workspace(args: ResetArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("remote-gopls-server: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(remote_gopls_server::status::reset(
+        &args.server,
+        args.token.as_deref(),
+        &args.workspace,
+    ));
+    match result {
+        Ok(true) => {
+            println!(
+                "workspace {:?} was degraded; gopls may start again",
+                args.workspace
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("workspace {:?} was not degraded", args.workspace);
             ExitCode::SUCCESS
         }
         Err(e) => {

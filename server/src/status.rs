@@ -43,18 +43,49 @@ impl ServerState {
     }
 }
 
-/// Fetches the status report from a running server.
-pub async fn fetch(server: &str, token: Option<&str>) -> Result<pb::StatusResponse, String> {
-    let mut client = pb::tunnel_client::TunnelClient::connect(server.to_owned())
+async fn admin_client(
+    server: &str,
+) -> Result<pb::tunnel_client::TunnelClient<tonic::transport::Channel>, String> {
+    pb::tunnel_client::TunnelClient::connect(server.to_owned())
         .await
-        .map_err(|e| format!("cannot connect to {server}: {e}"))?;
-    let mut request = tonic::Request::new(pb::StatusRequest {});
+        .map_err(|e| format!("cannot connect to {server}: {e}"))
+}
+
+fn with_token<T>(message: T, token: Option<&str>) -> Result<tonic::Request<T>, String> {
+    let mut request = tonic::Request::new(message);
     if let Some(token) = token {
         let value = format!("Bearer {token}")
             .parse()
             .map_err(|_| "invalid token: not a valid header value".to_owned())?;
         request.metadata_mut().insert("authorization", value);
     }
+    Ok(request)
+}
+
+/// Clears a workspace's degraded mark on a running server; returns whether
+/// it was degraded.
+pub async fn reset(server: &str, token: Option<&str>, workspace: &str) -> Result<bool, String> {
+    let mut client = admin_client(server).await?;
+    let request = with_token(
+        pb::ResetRequest {
+            workspace: workspace.to_owned(),
+        },
+        token,
+    )?;
+    let response = client.reset(request).await.map_err(|s| {
+        format!(
+            "reset request to {server} failed: {:?}: {}",
+            s.code(),
+            s.message()
+        )
+    })?;
+    Ok(response.into_inner().was_degraded)
+}
+
+/// Fetches the status report from a running server.
+pub async fn fetch(server: &str, token: Option<&str>) -> Result<pb::StatusResponse, String> {
+    let mut client = admin_client(server).await?;
+    let request = with_token(pb::StatusRequest {}, token)?;
     let response = client.status(request).await.map_err(|s| {
         format!(
             "status request to {server} failed: {:?}: {}",

@@ -91,6 +91,29 @@ fn request_token<T>(request: &Request<T>) -> Option<String> {
 impl tunnel_server::Tunnel for TunnelService {
     type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::ServerMessage, Status>> + Send>>;
 
+    async fn reset(
+        &self,
+        request: Request<pb::ResetRequest>,
+    ) -> Result<Response<pb::ResetResponse>, Status> {
+        let token = request_token(&request);
+        let name = request.into_inner().workspace;
+        self.state
+            .tokens
+            .authorize(token.as_deref(), &name)
+            .map_err(|e| match e {
+                AuthError::Forbidden(_) => Status::permission_denied(e.to_string()),
+                _ => Status::unauthenticated(e.to_string()),
+            })?;
+        let workspace = self
+            .state
+            .registry
+            .get(&name)
+            .ok_or_else(|| Status::not_found(format!("workspace {name:?} not found")))?;
+        let was_degraded = workspace.reset_degraded();
+        tracing::info!(workspace.name = %name, was_degraded, "reset requested");
+        Ok(Response::new(pb::ResetResponse { was_degraded }))
+    }
+
     async fn status(
         &self,
         request: Request<pb::StatusRequest>,
