@@ -17,6 +17,13 @@ use crate::controller::config::{ControllerConfig, FileController};
 
 /// Default gRPC listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+/// Default HTTP listen address (WebSocket sessions, health, metrics): loopback only.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7080";
+/// Default keepalive interval: WebSocket pings and gRPC HTTP/2 pings. Below
+/// the 60 s idle timeout common in proxies and load balancers.
+pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// Default time open sessions get to finish after SIGTERM before gopls stops.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default maximum size of one LSP message, in bytes.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = remote_gopls_proto::DEFAULT_MAX_MESSAGE_SIZE;
 /// How long a new session may take to send its hello message.
@@ -68,6 +75,18 @@ pub struct Args {
     /// gRPC listen address [default: 127.0.0.1:7443]. A non-loopback address requires bearer tokens.
     #[arg(long)]
     pub listen: Option<String>,
+
+    /// HTTP listen address for WebSocket sessions, /healthz, /readyz and /metrics [default: 127.0.0.1:7080].
+    #[arg(long)]
+    pub http_listen: Option<String>,
+
+    /// Keepalive interval such as `20s` or `500ms`: WebSocket pings and gRPC HTTP/2 pings [default: 20s].
+    #[arg(long, value_name = "DURATION")]
+    pub ws_ping_interval: Option<String>,
+
+    /// How long open sessions may take to close after SIGTERM, such as `10s` [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
 
     /// Workspace as NAME=PATH. Repeatable.
     #[arg(long = "workspace", value_name = "NAME=PATH")]
@@ -153,6 +172,9 @@ pub struct StatusArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub ws_ping_interval: Option<String>,
+    pub shutdown_grace: Option<String>,
     pub workspaces_dir: Option<PathBuf>,
     pub gopls: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
@@ -256,6 +278,13 @@ pub struct WorkspaceConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Listener for WebSocket sessions, health and metrics.
+    pub http_listen: SocketAddr,
+    /// Interval of WebSocket pings and gRPC HTTP/2 keepalive pings; a peer
+    /// that does not answer within one more interval is disconnected.
+    pub ws_ping_interval: Duration,
+    /// Time sessions get to finish after SIGTERM before gopls is stopped.
+    pub shutdown_grace: Duration,
     pub workspaces: Vec<WorkspaceConfig>,
     pub workspaces_dir: Option<PathBuf>,
     pub gopls: Option<PathBuf>,
@@ -300,6 +329,52 @@ fn default_data_dir() -> PathBuf {
         return PathBuf::from(home).join(".local/share/remote-gopls");
     }
     std::env::temp_dir().join("remote-gopls")
+}
+
+/// Parses a duration written as a number and a unit: `ms`, `s` or `m`
+/// (`500ms`, `20s`, `1.5m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| {
+        format!("invalid duration {text:?}: expected a number and a unit such as 500ms, 20s or 2m")
+    })?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => {
+            return Err(format!(
+                "invalid duration {text:?}: unknown unit {unit:?}; use ms, s or m"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+/// Reads an optional duration setting, reporting a bad value under `name`.
+fn duration_setting(
+    name: &str,
+    text: Option<String>,
+    default: Duration,
+    min: Duration,
+    errors: &mut Vec<String>,
+) -> Duration {
+    let Some(text) = text else { return default };
+    match parse_duration(&text) {
+        Ok(value) if value >= min => value,
+        Ok(_) => {
+            errors.push(format!("invalid {name} {text:?}: must be at least {min:?}"));
+            default
+        }
+        Err(e) => {
+            errors.push(format!("{name}: {e}"));
+            default
+        }
+    }
 }
 
 fn parse_key_value<'a>(
@@ -433,6 +508,36 @@ impl Config {
             .map_err(|e| errors.push(format!("invalid listen address {listen_text:?}: {e}; expected HOST:PORT such as 127.0.0.1:7443")))
             .ok();
 
+        let http_text = args
+            .http_listen
+            .or(file.http_listen)
+            .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned());
+        let http_listen = http_text
+            .parse::<SocketAddr>()
+            .map_err(|e| errors.push(format!("invalid http_listen address {http_text:?}: {e}; expected HOST:PORT such as 127.0.0.1:7080")))
+            .ok();
+        if let (Some(grpc), Some(http)) = (listen, http_listen) {
+            if grpc == http && grpc.port() != 0 {
+                errors.push(format!(
+                    "listen and http_listen are both {grpc}; give each listener its own port"
+                ));
+            }
+        }
+        let ws_ping_interval = duration_setting(
+            "ws_ping_interval",
+            args.ws_ping_interval.or(file.ws_ping_interval),
+            DEFAULT_WS_PING_INTERVAL,
+            Duration::from_millis(10),
+            errors,
+        );
+        let shutdown_grace = duration_setting(
+            "shutdown_grace",
+            args.shutdown_grace.or(file.shutdown_grace),
+            DEFAULT_SHUTDOWN_GRACE,
+            Duration::ZERO,
+            errors,
+        );
+
         let mut gopls_env: BTreeMap<String, String> = DEFAULT_GOPLS_ENV
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -516,7 +621,7 @@ impl Config {
 
         let tokens_file = args.tokens_file.or(file.tokens_file.map(resolve));
         let tokens = load_tokens(tokens_file.as_deref(), errors);
-        if let Some(addr) = listen {
+        for addr in [listen, http_listen].into_iter().flatten() {
             if tokens.is_empty() && !addr.ip().is_loopback() {
                 errors.push(format!(
                     "listen address {addr} is not loopback but no bearer tokens are configured; set tokens_file or {TOKENS_ENV}, or listen on 127.0.0.1"
@@ -542,6 +647,9 @@ impl Config {
         }
         Some(Config {
             listen: listen?,
+            http_listen: http_listen?,
+            ws_ping_interval,
+            shutdown_grace,
             workspaces,
             workspaces_dir,
             gopls,
@@ -584,6 +692,9 @@ mod tests {
         let file = Config::from_toml(DEFAULT_CONFIG_TOML, None).unwrap();
         let code = Config::from_toml("", None).unwrap();
         assert_eq!(file.listen, code.listen);
+        assert_eq!(file.http_listen, code.http_listen);
+        assert_eq!(file.ws_ping_interval, code.ws_ping_interval);
+        assert_eq!(file.shutdown_grace, code.shutdown_grace);
         assert_eq!(file.max_message_size, code.max_message_size);
         assert_eq!(file.gopls_env, code.gopls_env);
         assert_eq!(file.workspaces, code.workspaces);
@@ -726,6 +837,72 @@ mod tests {
     fn rejects_unknown_keys() {
         let errors = Config::from_toml("lisen = \"x\"", None).unwrap_err().0;
         assert!(errors[0].contains("unknown field `lisen`"), "{errors:?}");
+    }
+
+    #[test]
+    fn http_front_defaults() {
+        let config = Config::from_toml("", None).unwrap();
+        assert_eq!(config.http_listen.to_string(), DEFAULT_HTTP_LISTEN);
+        assert_eq!(config.ws_ping_interval, Duration::from_secs(20));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+
+        let config = Config::from_toml(
+            "http_listen = \"127.0.0.1:9090\"\nws_ping_interval = \"250ms\"\nshutdown_grace = \"1m\"",
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.http_listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(config.ws_ping_interval, Duration::from_millis(250));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn reports_bad_http_front_values() {
+        let args = Args {
+            listen: Some("127.0.0.1:7000".into()),
+            http_listen: Some("127.0.0.1:7000".into()),
+            ws_ping_interval: Some("fast".into()),
+            shutdown_grace: Some("10 parsecs".into()),
+            ..Args::default()
+        };
+        let errors = Config::load(args).unwrap_err().0;
+        let expected = [
+            "listen and http_listen are both 127.0.0.1:7000",
+            "ws_ping_interval: invalid duration \"fast\"",
+            "shutdown_grace: invalid duration \"10 parsecs\"",
+        ];
+        for want in expected {
+            assert!(
+                errors.iter().any(|e| e.contains(want)),
+                "missing {want:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+
+        let errors = Config::from_toml("http_listen = \"0.0.0.0:7080\"", None)
+            .unwrap_err()
+            .0;
+        assert!(
+            errors[0].contains("no bearer tokens are configured"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn parses_durations() {
+        let cases = [
+            ("500ms", Some(Duration::from_millis(500))),
+            ("20s", Some(Duration::from_secs(20))),
+            ("1.5m", Some(Duration::from_secs(90))),
+            (" 2s ", Some(Duration::from_secs(2))),
+            ("20", None),
+            ("s", None),
+            ("-1s", None),
+            ("3h", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text).ok(), expected, "{text:?}");
+        }
     }
 
     #[test]
