@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,8 @@ pub struct Instance {
     /// the group is removed.
     group: Mutex<Option<InstanceGroup>>,
     exit: watch::Receiver<Option<ExitInfo>>,
+    /// Set once [`Instance::stop`] runs, so an exit can be told apart from a crash.
+    stop_requested: AtomicBool,
     /// The 0700 directory holding the socket; removed when the instance is dropped.
     _runtime_dir: tempfile::TempDir,
 }
@@ -133,6 +135,7 @@ impl Instance {
             idle_since: Mutex::new(Some(Instant::now())),
             group: Mutex::new(Some(group)),
             exit: exit_rx,
+            stop_requested: AtomicBool::new(false),
             _runtime_dir: runtime_dir,
         });
 
@@ -276,6 +279,7 @@ impl Instance {
 
     /// Stops gopls: SIGTERM to its process group, then SIGKILL after `grace`.
     pub async fn stop(&self, grace: Duration) -> ExitInfo {
+        self.stop_requested.store(true, Ordering::SeqCst);
         if self.is_running() {
             tracing::info!(workspace.name = %self.workspace, gopls.pid = self.pid, "stopping gopls");
             self.kill_group(libc::SIGTERM);
@@ -289,6 +293,11 @@ impl Instance {
         let info = self.wait_exit().await;
         self.release_group().await;
         info
+    }
+
+    /// Whether the server asked this instance to stop.
+    pub fn stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::SeqCst)
     }
 
     fn kill_group(&self, signal: i32) {

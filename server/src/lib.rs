@@ -1,5 +1,6 @@
 //! remote-gopls-server: runs one shared gopls per workspace and serves
-//! editor sessions over gRPC.
+//! editor sessions over gRPC and WebSocket, with health and metrics on the
+//! HTTP listener.
 //!
 //! `main.rs` parses flags, sets up logging and signals, and calls
 //! [`Server::bind`] then [`Server::run`]; tests call the same two functions.
@@ -14,12 +15,13 @@ pub mod demo;
 pub mod gopls;
 pub mod instance;
 pub mod launcher;
+pub mod metrics;
 pub mod session;
 pub mod state;
 pub mod status;
 pub mod workspace;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,14 +31,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, WorkspaceConfig};
+use crate::metrics::Metrics;
 use crate::state::ServerState;
 use crate::workspace::{LaunchContext, Registry};
 
-/// HTTP/2 keepalive ping interval on gRPC connections, below common proxy
-/// and load-balancer idle timeouts.
-pub const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
-/// How long a keepalive ping may go unanswered before the connection closes.
-pub const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long each listener gets to finish its graceful shutdown once the
+/// sessions are gone, before the server stops waiting for it.
+const LISTENER_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -47,13 +48,21 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Gopls(#[from] gopls::GoplsError),
-    #[error("failed to bind gRPC listener on {addr}: {source}")]
+    #[error("failed to bind {listener} listener on {addr}: {source}")]
     Bind {
+        listener: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
+    #[error("{listener} listener task failed: {detail}")]
+    Listener {
+        listener: &'static str,
+        detail: String,
+    },
 }
 
 /// A bound, ready server.
@@ -61,6 +70,7 @@ pub enum ServerError {
 pub struct Server {
     state: Arc<ServerState>,
     listener: TcpListener,
+    http_listener: TcpListener,
 }
 
 impl Server {
@@ -111,6 +121,7 @@ impl Server {
             telemetry_env: launcher::telemetry_off_env(&data_dir).map_err(data_err)?,
             start_timeout: config.gopls_start_timeout,
             cgroups: Arc::new(cgroups),
+            metrics: Arc::new(Metrics::new()),
         };
 
         let registry = Registry::new(
@@ -123,67 +134,152 @@ impl Server {
         );
         tracing::info!(workspaces = ?registry.names(), tokens = config.tokens.len(), "workspaces configured");
 
-        let listener =
-            TcpListener::bind(config.listen)
+        let bind = |listener: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr)
                 .await
                 .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
+                    listener,
+                    addr,
                     source,
-                })?;
+                })
+        };
+        let listener = bind("gRPC", config.listen).await?;
+        let http_listener = bind("HTTP", config.http_listen).await?;
         let state = Arc::new(ServerState::new(
             config,
             registry,
             launch,
             CancellationToken::new(),
         ));
-        Ok(Server { state, listener })
+        Ok(Server {
+            state,
+            listener,
+            http_listener,
+        })
     }
 
     pub fn grpc_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http_listener.local_addr()
+    }
+
     pub fn state(&self) -> &Arc<ServerState> {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then ends every session and stops
-    /// every gopls process.
+    /// Serves until `shutdown` completes or a listener fails. Then both
+    /// listeners stop accepting, open sessions get `shutdown_grace` to
+    /// finish, and every gopls process is stopped.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let state = self.state.clone();
-        match self.listener.local_addr() {
-            Ok(addr) => tracing::info!(address = %addr, "gRPC listening"),
-            Err(e) => tracing::warn!(error = %e, "gRPC listening on an unknown address"),
+        for (name, listener) in [("gRPC", &self.listener), ("HTTP", &self.http_listener)] {
+            match listener.local_addr() {
+                Ok(addr) => tracing::info!(address = %addr, "{name} listening"),
+                Err(e) => tracing::warn!(error = %e, "{name} listening on an unknown address"),
+            }
         }
 
         let token = state.shutdown.clone();
         tokio::spawn(async move {
             shutdown.await;
-            tracing::info!("shutdown requested, closing sessions");
+            tracing::info!("shutdown requested, draining sessions");
             token.cancel();
         });
 
         let controller = tokio::spawn(controller::run(state.clone()));
 
+        // The keepalive interval doubles as the timeout: a peer gets one
+        // interval to answer a ping, as on WebSocket connections.
+        let keepalive = state.config.ws_ping_interval;
         let service = api::grpc::TunnelService::new(state.clone()).into_server();
-        let result = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
-            .add_service(service)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.listener),
-                state.shutdown.clone().cancelled_owned(),
-            )
-            .await;
+        let mut grpc = tokio::spawn(
+            tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(keepalive))
+                .http2_keepalive_timeout(Some(keepalive))
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(self.listener),
+                    state.shutdown.clone().cancelled_owned(),
+                ),
+        );
+        let router = api::http::router(state.clone());
+        let mut http = tokio::spawn(
+            axum::serve(self.http_listener, router)
+                .with_graceful_shutdown(state.shutdown.clone().cancelled_owned())
+                .into_future(),
+        );
+        state.set_listening();
+
+        // A listener that fails ends the server the same way a signal does.
+        let mut failure = None;
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {}
+            ended = &mut grpc => {
+                failure = Some(listener_result("gRPC", ended.map(|r| r.map_err(ServerError::from))));
+                grpc = tokio::spawn(async { Ok(()) });
+            }
+            ended = &mut http => {
+                failure = Some(listener_result("HTTP", ended.map(|r| r.map_err(ServerError::Http))));
+                http = tokio::spawn(async { Ok(()) });
+            }
+        }
+        state.shutdown.cancel();
+
+        state.sessions.close();
+        let grace = state.config.shutdown_grace;
+        if tokio::time::timeout(grace, state.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                sessions = state.sessions.len(),
+                "sessions still open after the shutdown grace period; stopping gopls under them"
+            );
+        }
+        let _ = tokio::time::timeout(LISTENER_STOP_TIMEOUT, async {
+            let _ = (&mut grpc).await;
+            let _ = (&mut http).await;
+        })
+        .await;
+        grpc.abort();
+        http.abort();
 
         let _ = controller.await;
         for workspace in state.registry.all() {
             workspace.stop(state.config.gopls_stop_grace).await;
         }
         tracing::info!("server stopped");
-        result.map_err(ServerError::from)
+        match failure {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Turns how a listener task ended into the server's result.
+fn listener_result(
+    listener: &'static str,
+    ended: Result<Result<(), ServerError>, tokio::task::JoinError>,
+) -> Result<(), ServerError> {
+    match ended {
+        Ok(Ok(())) => {
+            tracing::warn!("{listener} listener stopped unexpectedly");
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "{listener} listener failed");
+            Err(e)
+        }
+        Err(join) => Err(ServerError::Listener {
+            listener,
+            detail: join.to_string(),
+        }),
     }
 }

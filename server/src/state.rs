@@ -2,16 +2,18 @@
 //! gopls binary, and the shutdown signal; plus opening a session, which
 //! every transport does the same way.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use remote_gopls_proto::pb;
 use remote_gopls_proto::urimap::{Root, UriMapper};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthError, Tokens};
 use crate::config::Config;
+use crate::metrics::{Metrics, Transport};
 use crate::session::Session;
 use crate::workspace::{LaunchContext, Registry};
 
@@ -27,6 +29,11 @@ pub struct ServerState {
     pub memory_budget: crate::bytesize::ByteSize,
     /// Serializes budget checks with the starts they allow.
     budget_lock: tokio::sync::Mutex<()>,
+    pub metrics: Arc<Metrics>,
+    /// Session tasks of every transport; shutdown waits for them.
+    pub sessions: TaskTracker,
+    /// Set once both listeners accept connections.
+    listening: AtomicBool,
     next_session: AtomicU64,
 }
 
@@ -74,10 +81,34 @@ impl ServerState {
             tokens: config.tokens.clone(),
             config,
             registry,
+            metrics: launch.metrics.clone(),
             launch,
             shutdown,
+            sessions: TaskTracker::new(),
+            listening: AtomicBool::new(false),
             next_session: AtomicU64::new(1),
         }
+    }
+
+    /// Marks both listeners as accepting connections.
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::SeqCst);
+    }
+
+    /// Checks whether the server can take new sessions: both listeners
+    /// accept, the gopls binary is still there, and no shutdown has begun.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.shutdown.is_cancelled() {
+            return Err("the server is shutting down".to_owned());
+        }
+        if !self.listening.load(Ordering::SeqCst) {
+            return Err("the listeners are not accepting connections yet".to_owned());
+        }
+        let gopls = &self.launch.gopls.path;
+        if !gopls.is_file() {
+            return Err(format!("gopls binary {} not found", gopls.display()));
+        }
+        Ok(())
     }
 
     /// Authenticates a session, finds its workspace, starts gopls if needed
@@ -86,6 +117,7 @@ impl ServerState {
         &self,
         hello: &pb::Hello,
         token: Option<&str>,
+        transport: Transport,
     ) -> Result<OpenSession, OpenError> {
         if self.shutdown.is_cancelled() {
             return Err(OpenError::ShuttingDown);
@@ -131,9 +163,11 @@ impl ServerState {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let sessions = instance.session_opened();
+        let gauge = SessionGauge::new(self.metrics.clone(), transport);
         tracing::info!(
             session.id = %id,
             workspace.name = %workspace.name,
+            transport = transport.as_str(),
             gopls.pid = instance.pid,
             local_root = %hello.local_root,
             client = %hello.client_version,
@@ -156,6 +190,9 @@ impl ServerState {
             default_settings: workspace.settings.clone(),
             max_message_size: self.config.max_message_size,
             shutdown: self.shutdown.child_token(),
+            transport,
+            metrics: self.metrics.clone(),
+            gauge,
         };
         Ok(OpenSession {
             session,
@@ -186,5 +223,30 @@ impl ServerState {
         )
         .await?;
         Ok(workspace.instance(&self.launch).await)
+    }
+}
+
+/// Counts a session in the sessions gauge of its transport until it is
+/// dropped, however the session ends.
+#[derive(Debug)]
+pub struct SessionGauge {
+    metrics: Arc<Metrics>,
+    transport: Transport,
+}
+
+impl SessionGauge {
+    pub fn new(metrics: Arc<Metrics>, transport: Transport) -> SessionGauge {
+        metrics.session_opened(transport);
+        SessionGauge { metrics, transport }
+    }
+}
+
+impl Drop for SessionGauge {
+    fn drop(&mut self) {
+        self.metrics.session_closed(self.transport);
+        tracing::info!(
+            transport = self.transport.as_str(),
+            "session detached from gopls"
+        );
     }
 }

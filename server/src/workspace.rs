@@ -15,6 +15,7 @@ use crate::controller::restarts::{Pace, RestartPacer, RestartRules};
 use crate::gopls::GoplsBinary;
 use crate::instance::{Instance, InstanceError};
 use crate::launcher::{effective_env, with_gomemlimit, LaunchSpec};
+use crate::metrics::{ExitReason, Metrics};
 
 /// One workspace and its gopls instance.
 #[derive(Debug)]
@@ -134,6 +135,7 @@ impl Workspace {
             match Instance::start(spec, group, &launch.run_dir, launch.start_timeout).await {
                 Ok(instance) => instance,
                 Err(e) => {
+                    launch.metrics.gopls_start_failed();
                     if let InstanceError::OomKilledDuringStart { oom_kills, status } = &e {
                         self.record_oom(*oom_kills, status, None);
                     }
@@ -141,6 +143,7 @@ impl Workspace {
                     return Err(e);
                 }
             };
+        watch_exit(&instance, launch.metrics.clone());
         tracing::info!(
             workspace.name = %self.name,
             gopls.pid = instance.pid,
@@ -289,6 +292,26 @@ impl Workspace {
     }
 }
 
+/// Counts a started instance as running until it exits, then counts its exit
+/// by reason.
+fn watch_exit(instance: &Arc<Instance>, metrics: Arc<Metrics>) {
+    metrics.gopls_started();
+    let instance = instance.clone();
+    tokio::spawn(async move {
+        let info = instance.wait_exit().await;
+        let reason = if instance.stop_requested() {
+            ExitReason::Stopped
+        } else if info.signal.is_some() {
+            ExitReason::Signal
+        } else if info.status == "exit status: 0" {
+            ExitReason::Exited
+        } else {
+            ExitReason::Failed
+        };
+        metrics.gopls_exited(reason);
+    });
+}
+
 /// What starting a gopls instance needs from the server.
 #[derive(Debug, Clone)]
 pub struct LaunchContext {
@@ -298,6 +321,7 @@ pub struct LaunchContext {
     pub telemetry_env: BTreeMap<String, String>,
     pub start_timeout: std::time::Duration,
     pub cgroups: Arc<CgroupManager>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// All workspaces the server can serve.

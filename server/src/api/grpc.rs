@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{bearer, AuthError};
+use crate::metrics::Transport;
 use crate::session::SessionError;
 use crate::state::{OpenError, ServerState};
 
@@ -55,7 +56,9 @@ fn open_error_status(e: &OpenError) -> Status {
 fn session_error_status(e: &SessionError) -> Status {
     let message = e.to_string();
     match e {
-        SessionError::InvalidMessage(_) => Status::invalid_argument(message),
+        SessionError::InvalidMessage(_) | SessionError::Unsupported(_) => {
+            Status::invalid_argument(message)
+        }
         SessionError::MessageTooLarge { .. } | SessionError::FrameTooLarge(_) => {
             Status::resource_exhausted(message)
         }
@@ -151,7 +154,7 @@ impl tunnel_server::Tunnel for TunnelService {
             Err(status) => return Err(status),
         };
 
-        let open = self.state.open_session(&hello, token.as_deref()).await.map_err(|e| {
+        let open = self.state.open_session(&hello, token.as_deref(), Transport::Grpc).await.map_err(|e| {
             tracing::warn!(workspace.name = %hello.workspace, peer = ?peer, error = %e, "session rejected");
             open_error_status(&e)
         })?;
@@ -190,7 +193,7 @@ impl tunnel_server::Tunnel for TunnelService {
 
         let session = open.session;
         let socket = open.socket;
-        tokio::spawn(async move {
+        self.state.sessions.spawn(async move {
             let result = session.run(socket, Box::pin(inbound), body_tx).await;
             let _ = wrapper.await;
             if let Err(e) = result {

@@ -1,3 +1,6 @@
-//! Transports that carry sessions: gRPC today.
+//! Transports that carry sessions (gRPC, WebSocket) and the HTTP front that
+//! also serves health and metrics.
 
 pub mod grpc;
+pub mod http;
+pub mod ws;

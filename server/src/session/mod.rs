@@ -7,13 +7,14 @@
 //! per direction). Transports (gRPC, WebSocket) feed it a stream of message
 //! bodies and map its result to their own status codes.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
 use remote_gopls_proto::codec::{CodecError, LspCodec};
-use remote_gopls_proto::jsonrpc::{self, error_code, Envelope, Kind};
+use remote_gopls_proto::jsonrpc::{self, error_code, Envelope, Id, Kind};
 use remote_gopls_proto::urimap::UriMapper;
 use serde_json::{json, Value};
 use tokio::net::unix::OwnedWriteHalf;
@@ -25,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::instance::Instance;
+use crate::metrics::{Direction, MessageCounters, Metrics, Transport};
+use crate::state::SessionGauge;
 use crate::workspace::{LaunchContext, Workspace};
 
 pub mod replay;
@@ -46,6 +49,8 @@ const MESSAGE_INFO: u8 = 3;
 pub enum SessionError {
     #[error("invalid message from the editor: {0}")]
     InvalidMessage(String),
+    #[error("unsupported message from the editor: {0}")]
+    Unsupported(String),
     #[error("message of {size} bytes exceeds the maximum of {max} bytes")]
     MessageTooLarge { size: usize, max: usize },
     #[error("message too large: {0}")]
@@ -75,6 +80,37 @@ pub struct Session {
     pub default_settings: serde_json::Map<String, serde_json::Value>,
     pub max_message_size: usize,
     pub shutdown: CancellationToken,
+    pub transport: Transport,
+    pub metrics: Arc<Metrics>,
+    /// Keeps the session in the sessions gauge until it is dropped, whether
+    /// or not it ran.
+    pub gauge: SessionGauge,
+}
+
+/// Maximum number of editor requests timed at once. Requests beyond it are
+/// forwarded but not timed, so a client that never reads responses cannot
+/// grow the table without bound.
+const MAX_TRACKED_REQUESTS: usize = 10_000;
+
+/// Editor requests forwarded to gopls and not yet answered: method and
+/// arrival time by request id, for the latency histogram.
+#[derive(Debug, Default)]
+struct InFlight {
+    requests: Mutex<HashMap<Id, (String, Instant)>>,
+}
+
+impl InFlight {
+    fn insert(&self, id: Id, method: &str) {
+        let mut requests = self.requests.lock().unwrap();
+        if requests.len() < MAX_TRACKED_REQUESTS {
+            requests.insert(id, (method.to_owned(), Instant::now()));
+        }
+    }
+
+    /// Removes an answered request; returns its method and arrival time.
+    fn finish(&self, id: &Id) -> Option<(String, Instant)> {
+        self.requests.lock().unwrap().remove(id)
+    }
 }
 
 /// How the downstream (gopls to editor) task ended.
@@ -87,6 +123,7 @@ enum Downstream {
 /// State both directions of a session use.
 #[derive(Default)]
 struct Shared {
+    in_flight: InFlight,
     replay: Mutex<ReplayState>,
     /// Receives the answer to a replayed `initialize`.
     replay_waiter: Mutex<Option<oneshot::Sender<Value>>>,
@@ -122,9 +159,15 @@ impl Session {
     where
         S: Stream<Item = Result<Bytes, SessionError>> + Unpin,
     {
-        let span = tracing::info_span!("session", session.id = %self.id, workspace.name = %self.workspace.name);
+        let span = tracing::info_span!(
+            "session",
+            session.id = %self.id,
+            workspace.name = %self.workspace.name,
+            transport = self.transport.as_str()
+        );
         async move {
             let shared = Arc::new(Shared::default());
+            let upstream = self.metrics.message_counters(self.transport, Direction::EditorToGopls);
             let mut connection = self.connect(socket, &shared, &outbound);
 
             let result = loop {
@@ -138,6 +181,7 @@ impl Session {
                             Some(Err(e)) => break Err(e),
                             Some(Ok(message)) => message,
                         };
+                        upstream.record(message.len());
                         match self.forward_upstream(message, &mut connection.to_gopls, &shared, &outbound).await {
                             Ok(Upstream::Continue) => {}
                             Ok(Upstream::Exit) => break Ok(()),
@@ -161,6 +205,8 @@ impl Session {
                         }
                     }
                     _ = self.shutdown.cancelled() => {
+                        // NOTE: responses gopls still owes are not awaited;
+                        // the editor's pending requests fail with the close.
                         let note = json!({"type": MESSAGE_INFO, "message": "remote-gopls: the server is shutting down"});
                         let _ = outbound.send(Bytes::from(jsonrpc::notification("window/showMessage", &note))).await;
                         break Err(SessionError::ShuttingDown);
@@ -194,9 +240,21 @@ impl Session {
         let to_gopls = FramedWrite::new(write_half, LspCodec::new(self.max_message_size));
         let from_gopls = FramedRead::new(read_half, LspCodec::new(self.max_message_size));
         let to_local = self.to_remote.as_ref().map(UriMapper::reversed);
+        let telemetry = Telemetry {
+            metrics: self.metrics.clone(),
+            counters: self
+                .metrics
+                .message_counters(self.transport, Direction::GoplsToEditor),
+        };
         let downstream = tokio::spawn(
-            pump_downstream(from_gopls, outbound.clone(), to_local, shared.clone())
-                .instrument(tracing::Span::current()),
+            pump_downstream(
+                from_gopls,
+                outbound.clone(),
+                to_local,
+                shared.clone(),
+                telemetry,
+            )
+            .instrument(tracing::Span::current()),
         );
         Connection {
             to_gopls,
@@ -436,6 +494,9 @@ impl Session {
             tracing::debug!(id = ?envelope.id, "dropped an answer meant for a previous gopls");
             return Ok(Upstream::Continue);
         };
+        if let (Kind::Request, Some(id)) = (envelope.kind, &envelope.id) {
+            shared.in_flight.insert(id.clone(), envelope.method());
+        }
         // A failed write means gopls is gone. The message is recorded for
         // replay, and the downstream task reports the loss.
         if let Err(e) = write(to_gopls, message).await {
@@ -518,6 +579,7 @@ async fn pump_downstream(
     outbound: mpsc::Sender<Bytes>,
     to_local: Option<UriMapper>,
     shared: Arc<Shared>,
+    telemetry: Telemetry,
 ) -> Downstream {
     loop {
         let message = match from_gopls.next().await {
@@ -553,11 +615,28 @@ async fn pump_downstream(
                 continue;
             }
         };
+        let answered = match (envelope.kind, &envelope.id) {
+            (Kind::Response, Some(id)) => shared.in_flight.finish(id),
+            _ => None,
+        };
         let message = rewrite(to_local.as_ref(), message);
+        telemetry.counters.record(message.len());
         if outbound.send(message).await.is_err() {
             return Downstream::EditorGone;
         }
+        // Latency ends when the response leaves the session for the transport.
+        if let Some((method, started)) = answered {
+            telemetry
+                .metrics
+                .observe_request(&method, started.elapsed());
+        }
     }
+}
+
+/// What the downstream task needs for metrics.
+struct Telemetry {
+    metrics: Arc<Metrics>,
+    counters: MessageCounters,
 }
 
 #[cfg(test)]
