@@ -1,6 +1,6 @@
 //! The stdio bridge: reads LSP messages from the editor on stdin, carries
-//! them over one gRPC session to the server, and writes the server's
-//! messages to stdout.
+//! them over one session to the server (gRPC or WebSocket, see
+//! [`crate::transport`]), and writes the server's messages to stdout.
 //!
 //! Nothing but LSP frames is ever written to stdout; diagnostics go to
 //! stderr (or the log file). When the server cannot be reached, requests get
@@ -13,14 +13,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 use remote_gopls_proto::codec::LspCodec;
 use remote_gopls_proto::jsonrpc::{self, error_code, Envelope, Id, Kind};
-use remote_gopls_proto::pb::{self, client_message, server_message, tunnel_client::TunnelClient};
+use remote_gopls_proto::pb;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::codec::{FramedRead, FramedWrite};
+
+pub use crate::transport::ConnectError;
+use crate::transport::{connect, Connection};
 
 /// Server address used when `REMOTE_GOPLS_SERVER` is not set.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7443";
@@ -32,7 +35,8 @@ const CHANNEL_BUFFER: usize = 64;
 /// Settings of one bridge run, mostly from the environment.
 #[derive(Debug, Clone)]
 pub struct BridgeOptions {
-    /// `http://host:port` of the server's gRPC listener.
+    /// `http://host:port` of the server's gRPC listener, or `ws://host:port`
+    /// or `wss://host:port` of its HTTP listener.
     pub server: String,
     pub token: Option<String>,
     /// Workspace name; default: the last component of the local root.
@@ -60,113 +64,6 @@ impl BridgeOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
-}
-
-/// Why a connection to the server failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("invalid server address {0:?}: expected http://HOST:PORT")]
-    InvalidAddress(String),
-    #[error("cannot connect to remote-gopls server at {server}: {detail}")]
-    Unreachable { server: String, detail: String },
-    #[error("remote-gopls server at {server} rejected the session: {code:?}: {message}")]
-    Rejected {
-        server: String,
-        code: tonic::Code,
-        message: String,
-    },
-    #[error("remote-gopls server at {server} sent no welcome message")]
-    NoWelcome { server: String },
-    #[error("invalid token in REMOTE_GOPLS_TOKEN: {0}")]
-    InvalidToken(String),
-}
-
-/// A connected gRPC session.
-struct Connection {
-    to_server: mpsc::Sender<pb::ClientMessage>,
-    from_server: tonic::Streaming<pb::ServerMessage>,
-    welcome: pb::Welcome,
-}
-
-async fn connect(options: &BridgeOptions, hello: pb::Hello) -> Result<Connection, ConnectError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(options.server.clone())
-        .map_err(|_| ConnectError::InvalidAddress(options.server.clone()))?
-        .connect_timeout(options.connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .keep_alive_while_idle(true);
-    let unreachable = |detail: String| ConnectError::Unreachable {
-        server: options.server.clone(),
-        detail,
-    };
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| unreachable(error_chain(&e)))?;
-
-    let limit = options.max_message_size + remote_gopls_proto::GRPC_ENVELOPE_OVERHEAD;
-    let mut client = TunnelClient::new(channel)
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit);
-
-    let (to_server, rx) = mpsc::channel(CHANNEL_BUFFER);
-    let hello = pb::ClientMessage {
-        kind: Some(client_message::Kind::Hello(hello)),
-    };
-    to_server.send(hello).await.expect("the receiver is alive");
-
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    if let Some(token) = &options.token {
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| ConnectError::InvalidToken("not a valid header value".to_owned()))?;
-        request.metadata_mut().insert("authorization", value);
-    }
-
-    let rejected = |status: tonic::Status| {
-        if status.code() == tonic::Code::Unavailable && status.message().contains("transport error")
-        {
-            unreachable(status.message().to_owned())
-        } else {
-            ConnectError::Rejected {
-                server: options.server.clone(),
-                code: status.code(),
-                message: status.message().to_owned(),
-            }
-        }
-    };
-    let mut from_server = client
-        .session(request)
-        .await
-        .map_err(rejected)?
-        .into_inner();
-    let welcome = match from_server.message().await.map_err(rejected)? {
-        Some(pb::ServerMessage {
-            kind: Some(server_message::Kind::Welcome(welcome)),
-        }) => welcome,
-        _ => {
-            return Err(ConnectError::NoWelcome {
-                server: options.server.clone(),
-            })
-        }
-    };
-    Ok(Connection {
-        to_server,
-        from_server,
-        welcome,
-    })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// Derives the local root from `initialize` params: `rootUri`, else the
@@ -378,15 +275,14 @@ async fn drive<R: AsyncRead + Unpin>(
                     return code;
                 }
             }
-            message = from_server.message() => {
+            message = from_server.next() => {
                 let reason = match message {
-                    Ok(Some(pb::ServerMessage { kind: Some(server_message::Kind::Lsp(body)) })) => {
+                    Some(Ok(body)) => {
                         deliver(bridge, body).await;
                         continue;
                     }
-                    Ok(Some(_)) => "the server sent an unexpected message".to_owned(),
-                    Ok(None) => "the server closed the session".to_owned(),
-                    Err(status) => format!("the server ended the session: {:?}: {}", status.code(), status.message()),
+                    None => "the server closed the session".to_owned(),
+                    Some(Err(reason)) => reason,
                 };
                 let message = format!("remote-gopls: {reason}; requests will fail until the editor restarts the language server");
                 tracing::error!("{message}");
@@ -405,11 +301,11 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Ends the request stream and waits briefly for the server to close its
 /// side, so `exit` reaches the server before this process ends.
 async fn close_session(
-    to_server: mpsc::Sender<pb::ClientMessage>,
-    from_server: &mut tonic::Streaming<pb::ServerMessage>,
+    to_server: mpsc::Sender<Bytes>,
+    from_server: &mut BoxStream<'static, Result<Bytes, String>>,
 ) {
     drop(to_server);
-    let drain = async { while let Ok(Some(_)) = from_server.message().await {} };
+    let drain = async { while let Some(Ok(_)) = from_server.next().await {} };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
 }
 
@@ -459,7 +355,7 @@ async fn read_editor<R: AsyncRead + Unpin>(
 /// editor asked to exit.
 async fn forward(
     bridge: &mut Bridge,
-    to_server: &mpsc::Sender<pb::ClientMessage>,
+    to_server: &mpsc::Sender<Bytes>,
     message: Bytes,
     envelope: &Envelope,
 ) -> Option<ExitCode> {
@@ -473,21 +369,13 @@ async fn forward(
             }
         }
         Kind::Notification if envelope.method() == "exit" => {
-            let _ = to_server
-                .send(pb::ClientMessage {
-                    kind: Some(client_message::Kind::Lsp(message)),
-                })
-                .await;
+            let _ = to_server.send(message).await;
             return Some(bridge.exit_code());
         }
         _ => {}
     }
 
-    let sent = to_server
-        .send(pb::ClientMessage {
-            kind: Some(client_message::Kind::Lsp(message)),
-        })
-        .await;
+    let sent = to_server.send(message).await;
     if sent.is_err() {
         // The stream is gone; the server side of the select reports why.
         tracing::debug!("server stream closed while sending");

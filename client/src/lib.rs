@@ -3,4 +3,5 @@
 pub mod bridge;
 pub mod buildinfo;
 pub mod cli;
+pub mod transport;
 pub mod version;
