@@ -7,9 +7,12 @@
 pub mod cgroups;
 pub mod fixture;
 pub mod grpc;
+pub mod http;
 pub mod lsp;
 pub mod scenario;
 pub mod server;
+pub mod transport;
+pub mod ws;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -14,6 +14,8 @@ pub struct ServerProcess {
     pub pid: u32,
     /// `127.0.0.1:PORT` of the gRPC listener.
     pub grpc_addr: String,
+    /// `127.0.0.1:PORT` of the HTTP listener (WebSocket, health, metrics).
+    pub http_addr: String,
     /// Every stderr line so far.
     pub log: Arc<Mutex<Vec<String>>>,
     /// This server's own cgroup parent (relative to the hierarchy root),
@@ -55,6 +57,8 @@ impl ServerProcess {
         command
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .arg("--http-listen")
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
             .args(args)
@@ -75,14 +79,13 @@ impl ServerProcess {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("gRPC listening") {
+                for listener in ["gRPC", "HTTP"] {
+                    if !line.contains(&format!("{listener} listening")) {
+                        continue;
+                    }
                     if let Some(addr) = line.split("address=").nth(1) {
-                        let _ = addr_tx.send(
-                            addr.split_whitespace()
-                                .next()
-                                .unwrap_or_default()
-                                .to_owned(),
-                        );
+                        let addr = addr.split_whitespace().next().unwrap_or_default();
+                        let _ = addr_tx.send((listener, addr.to_owned()));
                     }
                 }
                 if std::env::var_os("REMOTE_GOPLS_TEST_ECHO").is_some() {
@@ -92,25 +95,36 @@ impl ServerProcess {
             }
         });
 
-        let addr = tokio::time::timeout(Duration::from_secs(120), addr_rx.recv()).await;
-        let grpc_addr = match addr {
-            Ok(Some(addr)) => addr,
-            _ => panic!(
-                "server did not start listening; log:\n{}",
-                log.lock().unwrap().join("\n")
-            ),
-        };
+        let (mut grpc_addr, mut http_addr) = (None, None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while grpc_addr.is_none() || http_addr.is_none() {
+            match tokio::time::timeout_at(deadline, addr_rx.recv()).await {
+                Ok(Some(("gRPC", addr))) => grpc_addr = Some(addr),
+                Ok(Some((_, addr))) => http_addr = Some(addr),
+                _ => panic!(
+                    "server did not start listening; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                ),
+            }
+        }
         ServerProcess {
             child,
             pid,
-            grpc_addr,
+            grpc_addr: grpc_addr.unwrap(),
+            http_addr: http_addr.unwrap(),
             log,
             cgroup_parent,
         }
     }
 
+    /// Returns the gRPC URL for the client.
     pub fn url(&self) -> String {
         format!("http://{}", self.grpc_addr)
+    }
+
+    /// Returns the WebSocket URL for the client.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.http_addr)
     }
 
     /// The whole log so far.
@@ -173,13 +187,18 @@ impl ServerProcess {
 
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(self.pid as i32, libc::SIGTERM);
-        }
+        self.signal_term();
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("server exits within 30 s of SIGTERM")
             .expect("wait for server")
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.pid as i32, libc::SIGTERM);
+        }
     }
 }

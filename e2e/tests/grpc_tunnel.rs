@@ -1,12 +1,12 @@
 //! End-to-end tests of the gRPC tunnel: the real server, the real client
 //! binary, real gopls, and the fixture module in two differently named
-//! directories.
+//! directories. The editor scenario itself runs per transport in
+//! `transports.rs`.
 
 use std::time::Duration;
 
 use remote_gopls_e2e::fixture::{position_of, Fixture};
 use remote_gopls_e2e::lsp::LspClient;
-use remote_gopls_e2e::scenario::editor_scenario;
 use remote_gopls_e2e::server::ServerProcess;
 
 fn workspace_arg(fixture: &Fixture) -> String {
@@ -29,28 +29,6 @@ fn client_for(server: &ServerProcess, token: Option<&str>) -> LspClient {
         envs.push(("REMOTE_GOPLS_TOKEN", token));
     }
     LspClient::spawn_client(&envs)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn editor_scenario_over_grpc() {
-    let fixture = Fixture::new("hello");
-    let server = start_server(&fixture, &[]).await;
-    let client = client_for(&server, None);
-
-    editor_scenario(&client, &fixture).await;
-
-    client.shutdown_and_exit().await;
-    let status = client.child.unwrap().wait().await.unwrap();
-    assert!(
-        status.success(),
-        "client exits 0 after shutdown and exit: {status}"
-    );
-    assert!(
-        server
-            .wait_log("session closed", Duration::from_secs(10))
-            .await,
-        "server logs the session close"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
