@@ -22,7 +22,7 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7080";
 /// Default keepalive interval: WebSocket pings and gRPC HTTP/2 pings. Below
 /// the 60 s idle timeout common in proxies and load balancers.
 pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(20);
-/// Default time open sessions get to finish after SIGTERM before gopls stops.
+/// Default time the server waits for sessions to close after SIGTERM.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default maximum size of one LSP message, in bytes.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = remote_gopls_proto::DEFAULT_MAX_MESSAGE_SIZE;
@@ -84,7 +84,7 @@ pub struct Args {
     #[arg(long, value_name = "DURATION")]
     pub ws_ping_interval: Option<String>,
 
-    /// How long open sessions may take to close after SIGTERM, such as `10s` [default: 10s].
+    /// How long the server waits for sessions to close after SIGTERM, such as `10s` [default: 10s].
     #[arg(long, value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
 
@@ -283,7 +283,7 @@ pub struct Config {
     /// Interval of WebSocket pings and gRPC HTTP/2 keepalive pings; a peer
     /// that does not answer within one more interval is disconnected.
     pub ws_ping_interval: Duration,
-    /// Time sessions get to finish after SIGTERM before gopls is stopped.
+    /// How long the server waits for sessions to close after SIGTERM.
     pub shutdown_grace: Duration,
     pub workspaces: Vec<WorkspaceConfig>,
     pub workspaces_dir: Option<PathBuf>,
