@@ -6,18 +6,20 @@
 //! stderr (or the log file). When the server cannot be reached, requests get
 //! a JSON-RPC error instead of silence, and the process keeps running until
 //! the editor sends `exit` or closes stdin, because editors give up on a
-//! language server that exits repeatedly.
+//! language server that exits repeatedly. When a session ends (server
+//! restart, network loss) the client reconnects with backoff and replays
+//! the editor's state (initialize, configuration, open documents) into the
+//! new session.
 
-use std::collections::HashSet;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 use remote_gopls_proto::codec::LspCodec;
-use remote_gopls_proto::jsonrpc::{self, error_code, Envelope, Id, Kind};
+use remote_gopls_proto::jsonrpc::{self, error_code, Envelope, Kind};
 use remote_gopls_proto::pb;
+use remote_gopls_proto::replay::{FromEditor, FromGopls, ReplayState};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -85,58 +87,73 @@ pub fn workspace_name_from_root(root: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// First delay before the client reconnects after losing the server; it
+/// doubles after each failed attempt up to [`RECONNECT_MAX`].
+pub const RECONNECT_INITIAL: Duration = Duration::from_millis(250);
+/// Longest delay between two reconnect attempts.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// How long a replayed `initialize` may take after a reconnect.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the client waits for the server to end the session after `exit`.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// LSP `MessageType` values for `window/showMessage`.
+const MESSAGE_ERROR: u8 = 1;
+const MESSAGE_WARNING: u8 = 2;
+const MESSAGE_INFO: u8 = 3;
+
 /// Bridge state that outlives one connection.
 struct Bridge {
     options: BridgeOptions,
     to_editor: mpsc::Sender<Bytes>,
-    /// Editor requests forwarded to the server and not yet answered.
-    pending: HashSet<Id>,
-    shutdown_requested: bool,
+    /// The first message of every session.
+    hello: pb::Hello,
+    /// The editor's state, in its own URIs, replayed into each new session.
+    state: ReplayState,
     /// Whether the editor was told the server is unreachable.
-    told_unreachable: bool,
+    told_offline: bool,
 }
 
-/// What ended the bridge.
-enum End {
+/// How a connected phase ended.
+enum Phase {
     /// `exit` from the editor, or stdin closed.
-    Editor(ExitCode),
+    Exit(ExitCode),
+    /// The session ended; the reason is for logs and the user.
+    Lost(String),
 }
 
 impl Bridge {
-    async fn send_editor(&self, message: Vec<u8>) {
-        let _ = self.to_editor.send(Bytes::from(message)).await;
+    async fn send_editor(&self, message: impl Into<Bytes>) {
+        let _ = self.to_editor.send(message.into()).await;
     }
 
-    async fn fail_request(&self, id: &Id, code: i64, message: &str) {
-        self.send_editor(jsonrpc::error_response(Some(id), code, message))
-            .await;
-    }
-
-    async fn show_error(&mut self, message: &str) {
-        if self.told_unreachable {
-            return;
-        }
-        self.told_unreachable = true;
-        let params = serde_json::json!({"type": 1, "message": message});
+    async fn show_message(&self, kind: u8, message: &str) {
+        let params = serde_json::json!({"type": kind, "message": message});
         self.send_editor(jsonrpc::notification("window/showMessage", &params))
             .await;
     }
 
     fn exit_code(&self) -> ExitCode {
-        if self.shutdown_requested {
+        if self.state.shutdown_requested {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
         }
     }
 
-    /// Handles one editor message while no server session exists: requests
-    /// fail at once, notifications are dropped.
-    async fn handle_offline(&mut self, envelope: &Envelope, reason: &str) -> Option<End> {
+    /// Handles one editor message while no session exists: requests fail at
+    /// once, document changes and configuration are recorded for the next
+    /// session. Returns an exit code when the editor leaves.
+    async fn handle_offline(
+        &mut self,
+        message: Bytes,
+        envelope: &Envelope,
+        reason: &str,
+    ) -> Option<ExitCode> {
         match (envelope.kind, envelope.method()) {
-            (Kind::Notification, "exit") => return Some(End::Editor(self.exit_code())),
+            (Kind::Notification, "exit") => return Some(self.exit_code()),
             (Kind::Request, "shutdown") => {
-                self.shutdown_requested = true;
+                self.state.shutdown_requested = true;
                 if let Some(id) = &envelope.id {
                     self.send_editor(jsonrpc::response(id, &serde_json::Value::Null))
                         .await;
@@ -144,21 +161,38 @@ impl Bridge {
             }
             (Kind::Request, _) => {
                 if let Some(id) = &envelope.id {
-                    self.fail_request(id, error_code::REQUEST_FAILED, reason)
-                        .await;
+                    self.send_editor(jsonrpc::error_response(
+                        Some(id),
+                        error_code::REQUEST_FAILED,
+                        reason,
+                    ))
+                    .await;
                 }
             }
-            _ => {}
+            (Kind::Notification, _) => {
+                let _ = self.state.from_editor(envelope, message);
+            }
+            (Kind::Response, _) => {}
         }
         None
     }
 
-    /// Fails every forwarded request that the server will never answer.
-    async fn fail_pending(&mut self, reason: &str) {
-        let pending: Vec<Id> = self.pending.drain().collect();
-        for id in pending {
-            self.fail_request(&id, error_code::REQUEST_FAILED, reason)
-                .await;
+    /// Answers what the lost session owed the editor and tells the user once.
+    async fn connection_lost(&mut self, reason: &str) {
+        let text =
+            format!("connection to the remote-gopls server was lost ({reason}); reconnecting");
+        tracing::warn!("{text}");
+        eprintln!("remote-gopls: {text}");
+        for message in self.state.fail_in_flight(error_code::REQUEST_FAILED, &text) {
+            self.send_editor(message).await;
+        }
+        for message in self.state.end_progress() {
+            self.send_editor(message).await;
+        }
+        if !self.told_offline {
+            self.told_offline = true;
+            let note = format!("remote-gopls: {text}. Requests fail until the server is back.");
+            self.show_message(MESSAGE_WARNING, &note).await;
         }
     }
 }
@@ -189,9 +223,9 @@ where
     let mut bridge = Bridge {
         options,
         to_editor,
-        pending: HashSet::new(),
-        shutdown_requested: false,
-        told_unreachable: false,
+        hello: pb::Hello::default(),
+        state: ReplayState::default(),
+        told_offline: false,
     };
     let code = drive(&mut bridge, &mut from_editor).await;
 
@@ -205,11 +239,10 @@ async fn drive<R: AsyncRead + Unpin>(
     from_editor: &mut FramedRead<R, LspCodec>,
 ) -> ExitCode {
     // The first message decides the local root, so read it before connecting.
-    let first = match read_editor(bridge, from_editor).await {
+    let (first, first_envelope) = match read_editor(bridge, from_editor).await {
         EditorRead::Message(message, envelope) => (message, envelope),
         EditorRead::Closed => return ExitCode::SUCCESS,
     };
-    let (first, first_envelope) = first;
 
     let local_root = bridge.options.local_root.clone().or_else(|| {
         if first_envelope.method() != "initialize" {
@@ -224,88 +257,203 @@ async fn drive<R: AsyncRead + Unpin>(
         .clone()
         .or_else(|| local_root.as_deref().and_then(workspace_name_from_root))
         .unwrap_or_default();
-    let hello = pb::Hello {
-        workspace: workspace.clone(),
-        local_root: local_root.clone().unwrap_or_default(),
+    bridge.hello = pb::Hello {
+        workspace,
+        local_root: local_root.unwrap_or_default(),
         client_version: format!("remote-gopls {}", remote_gopls_proto::VERSION),
     };
 
-    let connection = match connect(&bridge.options, hello).await {
+    // Without a first session the editor's `initialize` fails, which tells
+    // editors not to retry; there is no state to keep yet.
+    let mut connection = match connect(&bridge.options, bridge.hello.clone()).await {
         Ok(connection) => connection,
         Err(e) => {
             let message = e.to_string();
             tracing::error!(error = %message, "connection failed");
             eprintln!("remote-gopls: {message}");
-            if let Some(End::Editor(code)) = bridge.handle_offline(&first_envelope, &message).await
+            if let Some(code) = bridge
+                .handle_offline(first, &first_envelope, &message)
+                .await
             {
                 return code;
             }
-            bridge.show_error(&format!("remote-gopls: {message}")).await;
+            bridge
+                .show_message(MESSAGE_ERROR, &format!("remote-gopls: {message}"))
+                .await;
             return offline(bridge, from_editor, &message).await;
         }
     };
-    tracing::info!(
-        session.id = %connection.welcome.session_id,
-        workspace.name = %workspace,
-        remote_root = %connection.welcome.remote_root,
-        gopls.version = %connection.welcome.gopls_version,
-        server.version = %connection.welcome.server_version,
-        "connected"
-    );
-
-    let Connection {
-        to_server,
-        mut from_server,
-        ..
-    } = connection;
-    if let Some(code) = forward(bridge, &to_server, first, &first_envelope).await {
-        close_session(to_server, &mut from_server).await;
+    log_connected(bridge, &connection.welcome);
+    if let Some(code) = forward(bridge, &mut connection, first, &first_envelope).await {
         return code;
     }
 
     loop {
-        tokio::select! {
-            read = read_editor(bridge, from_editor) => {
-                let (message, envelope) = match read {
-                    EditorRead::Message(message, envelope) => (message, envelope),
-                    EditorRead::Closed => return ExitCode::SUCCESS,
-                };
-                if let Some(code) = forward(bridge, &to_server, message, &envelope).await {
-                    close_session(to_server, &mut from_server).await;
-                    return code;
+        match connected(bridge, from_editor, &mut connection).await {
+            Phase::Exit(code) => return code,
+            Phase::Lost(reason) => {
+                if bridge.state.shutdown_requested {
+                    // The editor is leaving; no need for a new session.
+                    return offline(bridge, from_editor, &reason).await;
                 }
-            }
-            message = from_server.next() => {
-                let reason = match message {
-                    Some(Ok(body)) => {
-                        deliver(bridge, body).await;
-                        continue;
-                    }
-                    None => "the server closed the session".to_owned(),
-                    Some(Err(reason)) => reason,
-                };
-                let message = format!("remote-gopls: {reason}; requests will fail until the editor restarts the language server");
-                tracing::error!("{message}");
-                eprintln!("{message}");
-                bridge.fail_pending(&reason).await;
-                bridge.show_error(&message).await;
-                return offline(bridge, from_editor, &reason).await;
+                bridge.connection_lost(&reason).await;
+                match reconnect(bridge, from_editor).await {
+                    Ok(next) => connection = next,
+                    Err(code) => return code,
+                }
             }
         }
     }
 }
 
-/// How long the client waits for the server to end the session after `exit`.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+fn log_connected(bridge: &Bridge, welcome: &pb::Welcome) {
+    tracing::info!(
+        session.id = %welcome.session_id,
+        workspace.name = %bridge.hello.workspace,
+        remote_root = %welcome.remote_root,
+        gopls.version = %welcome.gopls_version,
+        server.version = %welcome.server_version,
+        "connected"
+    );
+}
+
+/// Carries messages both ways until the editor leaves or the session ends.
+async fn connected<R: AsyncRead + Unpin>(
+    bridge: &mut Bridge,
+    from_editor: &mut FramedRead<R, LspCodec>,
+    connection: &mut Connection,
+) -> Phase {
+    loop {
+        tokio::select! {
+            read = read_editor(bridge, from_editor) => {
+                let (message, envelope) = match read {
+                    EditorRead::Message(message, envelope) => (message, envelope),
+                    EditorRead::Closed => return Phase::Exit(ExitCode::SUCCESS),
+                };
+                if let Some(code) = forward(bridge, connection, message, &envelope).await {
+                    return Phase::Exit(code);
+                }
+            }
+            message = connection.from_server.next() => {
+                match message {
+                    Some(Ok(body)) => deliver(bridge, body).await,
+                    None => return Phase::Lost("the server closed the session".to_owned()),
+                    Some(Err(reason)) => return Phase::Lost(reason),
+                }
+            }
+        }
+    }
+}
+
+/// Connects a new session with backoff, serving the editor offline between
+/// attempts, and replays the editor's state into it. Returns an exit code
+/// instead when the editor leaves first.
+async fn reconnect<R: AsyncRead + Unpin>(
+    bridge: &mut Bridge,
+    from_editor: &mut FramedRead<R, LspCodec>,
+) -> Result<Connection, ExitCode> {
+    let reason = format!(
+        "the remote-gopls server at {} is unreachable; reconnecting",
+        bridge.options.server
+    );
+    let mut delay = RECONNECT_INITIAL;
+    let mut attempt = 0u32;
+    loop {
+        let deadline = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                read = read_editor(bridge, from_editor) => {
+                    let (message, envelope) = match read {
+                        EditorRead::Message(message, envelope) => (message, envelope),
+                        EditorRead::Closed => return Err(ExitCode::SUCCESS),
+                    };
+                    if let Some(code) = bridge.handle_offline(message, &envelope, &reason).await {
+                        return Err(code);
+                    }
+                }
+            }
+        }
+
+        attempt += 1;
+        match connect(&bridge.options, bridge.hello.clone()).await {
+            Ok(connection) => match replay(bridge, connection).await {
+                Ok(connection) => {
+                    log_connected(bridge, &connection.welcome);
+                    tracing::info!(attempt, "reconnected and replayed the editor's state");
+                    bridge.told_offline = false;
+                    let note = format!("remote-gopls: reconnected to {}", bridge.options.server);
+                    bridge.show_message(MESSAGE_INFO, &note).await;
+                    return Ok(connection);
+                }
+                Err(e) => tracing::warn!(attempt, error = %e, "replay into the new session failed"),
+            },
+            Err(e) => tracing::debug!(attempt, error = %e, "reconnect attempt failed"),
+        }
+        delay = (delay * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// Replays `initialize` (its answer is consumed here, since the editor has
+/// one already), then `initialized`, configuration, folder changes and
+/// every open document into a new session.
+async fn replay(bridge: &mut Bridge, mut connection: Connection) -> Result<Connection, String> {
+    if let Some(initialize) = bridge.state.begin_replay() {
+        send(&connection, initialize).await?;
+        let answered = tokio::time::timeout(REPLAY_TIMEOUT, async {
+            loop {
+                let body = match connection.from_server.next().await {
+                    Some(Ok(body)) => body,
+                    Some(Err(reason)) => return Err(reason),
+                    None => return Err("the server closed the session during replay".to_owned()),
+                };
+                let Ok(envelope) = Envelope::parse(&body) else {
+                    continue;
+                };
+                match bridge.state.from_gopls(&envelope, body) {
+                    FromGopls::ReplayAnswered(answer) if answer.get("error").is_some() => {
+                        return Err(format!(
+                            "the server rejected the replayed initialize: {}",
+                            answer["error"]
+                        ));
+                    }
+                    FromGopls::ReplayAnswered(_) => return Ok(()),
+                    FromGopls::Forward(message) => bridge.send_editor(message).await,
+                }
+            }
+        })
+        .await;
+        match answered {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(format!(
+                    "no answer to the replayed initialize within {REPLAY_TIMEOUT:?}"
+                ))
+            }
+        }
+    }
+
+    for message in bridge.state.replay_notifications() {
+        send(&connection, message).await?;
+    }
+    Ok(connection)
+}
+
+async fn send(connection: &Connection, message: Bytes) -> Result<(), String> {
+    connection
+        .to_server
+        .send(message)
+        .await
+        .map_err(|_| "the session closed while sending".to_owned())
+}
 
 /// Ends the request stream and waits briefly for the server to close its
 /// side, so `exit` reaches the server before this process ends.
-async fn close_session(
-    to_server: mpsc::Sender<Bytes>,
-    from_server: &mut BoxStream<'static, Result<Bytes, String>>,
-) {
-    drop(to_server);
-    let drain = async { while let Some(Ok(_)) = from_server.next().await {} };
+async fn close_session(connection: &mut Connection) {
+    let (closed, _) = mpsc::channel(1);
+    drop(std::mem::replace(&mut connection.to_server, closed));
+    let drain = async { while let Some(Ok(_)) = connection.from_server.next().await {} };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
 }
 
@@ -355,47 +503,41 @@ async fn read_editor<R: AsyncRead + Unpin>(
 /// editor asked to exit.
 async fn forward(
     bridge: &mut Bridge,
-    to_server: &mpsc::Sender<Bytes>,
+    connection: &mut Connection,
     message: Bytes,
     envelope: &Envelope,
 ) -> Option<ExitCode> {
-    match envelope.kind {
-        Kind::Request => {
-            if envelope.method() == "shutdown" {
-                bridge.shutdown_requested = true;
-            }
-            if let Some(id) = &envelope.id {
-                bridge.pending.insert(id.clone());
-            }
-        }
-        Kind::Notification if envelope.method() == "exit" => {
-            let _ = to_server.send(message).await;
-            return Some(bridge.exit_code());
-        }
-        _ => {}
+    if envelope.kind == Kind::Notification && envelope.method() == "exit" {
+        let _ = connection.to_server.send(message).await;
+        close_session(connection).await;
+        return Some(bridge.exit_code());
     }
 
-    let sent = to_server.send(message).await;
-    if sent.is_err() {
-        // The stream is gone; the server side of the select reports why.
+    let FromEditor::Forward(message) = bridge.state.from_editor(envelope, message) else {
+        tracing::debug!(id = ?envelope.id, "dropped an answer meant for a previous session");
+        return None;
+    };
+    if connection.to_server.send(message).await.is_err() {
+        // The session is gone; the server side of the select reports why.
         tracing::debug!("server stream closed while sending");
     }
     None
 }
 
-/// Writes one server message to the editor, settling its pending request.
+/// Writes one server message to the editor, renumbering requests and
+/// settling requests in flight.
 async fn deliver(bridge: &mut Bridge, body: Bytes) {
-    if let Ok(envelope) = Envelope::parse(&body) {
-        if bridge.options.rpc_trace {
-            tracing::info!(direction = "server->editor", kind = ?envelope.kind, method = envelope.method(), id = ?envelope.id, bytes = body.len());
-        }
-        if envelope.kind == Kind::Response {
-            if let Some(id) = &envelope.id {
-                bridge.pending.remove(id);
-            }
-        }
+    let Ok(envelope) = Envelope::parse(&body) else {
+        bridge.send_editor(body).await;
+        return;
+    };
+    if bridge.options.rpc_trace {
+        tracing::info!(direction = "server->editor", kind = ?envelope.kind, method = envelope.method(), id = ?envelope.id, bytes = body.len());
     }
-    let _ = bridge.to_editor.send(body).await;
+    match bridge.state.from_gopls(&envelope, body) {
+        FromGopls::Forward(message) => bridge.send_editor(message).await,
+        FromGopls::ReplayAnswered(_) => {}
+    }
 }
 
 /// Serves the editor without a server until it exits.
@@ -407,8 +549,8 @@ async fn offline<R: AsyncRead + Unpin>(
     loop {
         match read_editor(bridge, from_editor).await {
             EditorRead::Closed => return ExitCode::SUCCESS,
-            EditorRead::Message(_, envelope) => {
-                if let Some(End::Editor(code)) = bridge.handle_offline(&envelope, reason).await {
+            EditorRead::Message(message, envelope) => {
+                if let Some(code) = bridge.handle_offline(message, &envelope, reason).await {
                     return code;
                 }
             }

@@ -54,11 +54,13 @@ impl ServerProcess {
         if !args.contains(&"--gopls") {
             command.arg("--gopls").arg(crate::gopls_binary());
         }
+        if !args.contains(&"--listen") {
+            command.arg("--listen").arg("127.0.0.1:0");
+        }
+        if !args.contains(&"--http-listen") {
+            command.arg("--http-listen").arg("127.0.0.1:0");
+        }
         command
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--http-listen")
-            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
             .args(args)

@@ -490,3 +490,77 @@ async fn budget_evicts_idle_then_refuses() {
         assert!(status.message().contains(text), "{text} in {status:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_survives_server_restart() {
+    let fixture = Fixture::new("hello");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let config = config(&fixture, "");
+    let args = ["--config", &*config.to_string_lossy(), "--listen", &listen];
+    let mut server = ServerProcess::start(&fixture.data, &args, &[]).await;
+
+    let client =
+        LspClient::spawn_client(&[("REMOTE_GOPLS_SERVER", format!("http://{listen}").as_str())]);
+    let (edited_main, _) = edit_without_saving(&client, &fixture).await;
+    let renamed = position_of(&edited_main, "Bienvenue", 0, 1);
+    let uri = fixture.local_uri(MAIN);
+
+    let exit = server.terminate().await;
+    assert!(exit.success(), "the first server exits 0: {exit}");
+    drop(server);
+    let lost = message_containing(&client, "lost", Duration::from_secs(10))
+        .await
+        .expect("one message about the lost connection");
+    assert_eq!(lost["params"]["type"], 2, "a warning: {lost}");
+
+    // While the server is down, requests fail at once instead of hanging.
+    let offline = client
+        .request_message("textDocument/hover", json!({"textDocument": {"uri": &uri}, "position": {"line": renamed.0, "character": renamed.1}}))
+        .await;
+    assert!(
+        offline["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unreachable")),
+        "{offline}"
+    );
+
+    let second = ServerProcess::start(&fixture.data, &args, &[]).await;
+    message_containing(&client, "reconnected", Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("the client reconnected; server log:\n{}", second.log_text()));
+    let hover = client.hover(&uri, renamed).await;
+    assert!(
+        hover.contains("Bienvenue returns an edited"),
+        "the new session has the unsaved edit: {hover:?}"
+    );
+
+    let mut child = client.child.expect("client process");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the client never exited"
+    );
+    let lost_messages = client_messages(&client.seen, "lost");
+    assert_eq!(lost_messages, 1, "the user is told once");
+}
+
+fn client_messages(
+    seen: &std::sync::Arc<std::sync::Mutex<remote_gopls_e2e::lsp::Seen>>,
+    text: &str,
+) -> usize {
+    seen.lock()
+        .unwrap()
+        .notifications
+        .iter()
+        .filter(|n| {
+            n["method"] == "window/showMessage"
+                && n["params"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(text))
+        })
+        .count()
+}

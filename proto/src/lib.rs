@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod docstore;
 pub mod jsonrpc;
+pub mod replay;
 pub mod urimap;
 
 /// Generated tonic/prost code for the `remote_gopls.v1` package.

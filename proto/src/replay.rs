@@ -1,16 +1,19 @@
-//! What a session remembers so it can move to a new gopls without the
-//! editor noticing: the `initialize` request, configuration and workspace
-//! folder changes, open documents, requests in flight, requests gopls sent
-//! to the editor (under session-wide ids), and open progress tokens.
+//! What one side of a tunnel remembers so the other side can be replaced
+//! without the editor noticing: the `initialize` request, configuration and
+//! workspace folder changes, open documents, requests in flight, requests
+//! the language server sent to the editor (under ids this side assigns),
+//! and open progress tokens.
 //!
-//! Every message in either direction passes through here first; the state
-//! only records and renumbers, and the session does the I/O.
+//! The server's session uses it to move an editor to a new gopls; the
+//! client uses it to move to a new server session after a reconnect. Every
+//! message in either direction passes through it first; it only records and
+//! renumbers, and the caller does the I/O.
 
 use std::collections::{HashMap, HashSet};
 
+use crate::docstore::{DocumentStore, PositionEncoding};
+use crate::jsonrpc::{self, error_code, Envelope, Id, Kind};
 use bytes::Bytes;
-use remote_gopls_proto::docstore::{DocumentStore, PositionEncoding};
-use remote_gopls_proto::jsonrpc::{self, error_code, Envelope, Id, Kind};
 use serde_json::{json, Value};
 
 /// Requests that only read gopls state. After a restart they are sent again
@@ -314,6 +317,16 @@ impl ReplayState {
                 ))
             })
             .collect()
+    }
+
+    /// Forgets one request in flight (it was answered locally).
+    pub fn forget(&mut self, id: &Id) {
+        self.in_flight.remove(id);
+    }
+
+    /// Whether the editor sent `initialized`.
+    pub fn initialized(&self) -> bool {
+        self.initialized
     }
 
     /// Answers every request in flight with an error (the session cannot

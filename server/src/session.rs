@@ -30,9 +30,7 @@ use crate::metrics::{Direction, MessageCounters, Metrics, Transport};
 use crate::state::SessionGauge;
 use crate::workspace::{LaunchContext, Workspace};
 
-pub mod replay;
-
-use replay::{FromEditor, FromGopls, ReplayState};
+use remote_gopls_proto::replay::{FromEditor, FromGopls, ReplayState};
 
 /// How long a replayed `initialize` may take on the new gopls.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
