@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use remote_gopls_e2e::fixture::{position_of, Fixture};
 use remote_gopls_e2e::grpc;
+use remote_gopls_e2e::http::{sample, scrape};
 use remote_gopls_e2e::lsp::LspClient;
 use remote_gopls_e2e::server::ServerProcess;
 use serde_json::{json, Value};
@@ -357,6 +358,16 @@ async fn crash_loop_marks_workspace_degraded() {
         "status shows the degraded mark: {degraded:?}"
     );
 
+    let degraded_gauge = remote_gopls_e2e::http::wait_for_sample(
+        &server.http_addr,
+        "remote_gopls_workspace_degraded",
+        &[("workspace", "hello")],
+        1.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(degraded_gauge, Some(1.0), "the degraded gauge is set");
+
     // The admin command clears the mark.
     let reset = tokio::process::Command::new(remote_gopls_e2e::binary("remote-gopls-server"))
         .args(["reset", "hello", "--server", &server.url()])
@@ -479,6 +490,12 @@ async fn budget_evicts_idle_then_refuses() {
         .is_some()
     );
     assert!(server.gopls_pid("b").await.is_some() && server.gopls_pid("c").await.is_some());
+    let evictions = sample(
+        &scrape(&server.http_addr).await,
+        "remote_gopls_evictions_total",
+        &[("reason", "memory budget")],
+    );
+    assert_eq!(evictions, Some(1.0));
 
     // b and c both have sessions, so a new session on a is refused.
     let status = grpc::open(&server.url(), None, "a", "")

@@ -119,6 +119,35 @@ struct ExitLabels {
     reason: ExitReason,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct WorkspaceLabels {
+    workspace: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RestartLabels {
+    workspace: String,
+    reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EvictionLabels {
+    reason: String,
+}
+
+/// The controller's per-workspace figures, registered as a group.
+#[derive(Debug, Default)]
+struct WorkspaceFamilies {
+    working_set: Family<WorkspaceLabels, Gauge>,
+    limit: Family<WorkspaceLabels, Gauge>,
+    oom_kills: Family<WorkspaceLabels, Counter>,
+    up: Family<WorkspaceLabels, Gauge>,
+    degraded: Family<WorkspaceLabels, Gauge>,
+    warnings: Family<WorkspaceLabels, Counter>,
+    restarts: Family<RestartLabels, Counter>,
+    evictions: Family<EvictionLabels, Counter>,
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms to about 65 s: completion answers in milliseconds, a first
     // request may wait for the whole workspace load.
@@ -136,6 +165,7 @@ pub struct Metrics {
     gopls_running: Gauge,
     gopls_starts: Counter,
     gopls_exits: Family<ExitLabels, Counter>,
+    workspaces: WorkspaceFamilies,
     /// Method names already used as label values.
     methods: Mutex<HashSet<String>>,
 }
@@ -195,8 +225,51 @@ impl Metrics {
             gopls_exits.clone(),
         );
 
+        let workspaces = WorkspaceFamilies::default();
+        registry.register(
+            "workspace_working_set_bytes",
+            "Working set (usage minus inactive file cache) of the workspace's gopls, sampled by the controller",
+            workspaces.working_set.clone(),
+        );
+        registry.register(
+            "workspace_memory_limit_bytes",
+            "Memory limit of the workspace's gopls",
+            workspaces.limit.clone(),
+        );
+        registry.register(
+            "workspace_oom_kills",
+            "Processes the kernel OOM-killed in the workspace's gopls cgroups",
+            workspaces.oom_kills.clone(),
+        );
+        registry.register(
+            "workspace_gopls_up",
+            "1 while the workspace's gopls runs, 0 otherwise",
+            workspaces.up.clone(),
+        );
+        registry.register(
+            "workspace_degraded",
+            "1 while automatic restarts of the workspace's gopls are stopped after a crash loop",
+            workspaces.degraded.clone(),
+        );
+        registry.register(
+            "workspace_memory_warnings",
+            "Times the workspace's working set crossed the warning threshold",
+            workspaces.warnings.clone(),
+        );
+        registry.register(
+            "workspace_restarts",
+            "gopls restarts by workspace and reason (memory, oom, crash)",
+            workspaces.restarts.clone(),
+        );
+        registry.register(
+            "evictions",
+            "gopls instances stopped to free memory, by reason (idle timeout, memory budget)",
+            workspaces.evictions.clone(),
+        );
+
         Metrics {
             registry,
+            workspaces,
             sessions_open,
             messages,
             message_bytes,
@@ -280,6 +353,69 @@ impl Metrics {
     pub fn gopls_exited(&self, reason: ExitReason) {
         self.gopls_running.dec();
         self.gopls_exits.get_or_create(&ExitLabels { reason }).inc();
+    }
+
+    /// Records one controller sample of a workspace. `None` means no gopls
+    /// runs for it.
+    pub fn workspace_sample(
+        &self,
+        workspace: &str,
+        sample: Option<(u64, u64)>,
+        limit: u64,
+        degraded: bool,
+    ) {
+        let labels = WorkspaceLabels {
+            workspace: workspace.to_owned(),
+        };
+        let (working_set, up) = match sample {
+            Some((working_set, _)) => (working_set, 1),
+            None => (0, 0),
+        };
+        self.workspaces
+            .working_set
+            .get_or_create(&labels)
+            .set(working_set as i64);
+        self.workspaces
+            .limit
+            .get_or_create(&labels)
+            .set(limit as i64);
+        self.workspaces.up.get_or_create(&labels).set(up);
+        self.workspaces
+            .degraded
+            .get_or_create(&labels)
+            .set(i64::from(degraded));
+    }
+
+    pub fn workspace_oom_kills(&self, workspace: &str, kills: u64) {
+        let labels = WorkspaceLabels {
+            workspace: workspace.to_owned(),
+        };
+        self.workspaces
+            .oom_kills
+            .get_or_create(&labels)
+            .inc_by(kills);
+    }
+
+    pub fn workspace_warning(&self, workspace: &str) {
+        let labels = WorkspaceLabels {
+            workspace: workspace.to_owned(),
+        };
+        self.workspaces.warnings.get_or_create(&labels).inc();
+    }
+
+    pub fn workspace_restart(&self, workspace: &str, reason: &str) {
+        let labels = RestartLabels {
+            workspace: workspace.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.workspaces.restarts.get_or_create(&labels).inc();
+    }
+
+    pub fn eviction(&self, reason: &str) {
+        let labels = EvictionLabels {
+            reason: reason.to_owned(),
+        };
+        self.workspaces.evictions.get_or_create(&labels).inc();
     }
 
     pub fn gopls_start_failed(&self) {

@@ -220,6 +220,7 @@ impl ServerState {
             workspace,
             self.memory_budget,
             self.config.gopls_stop_grace,
+            &self.metrics,
         )
         .await?;
         Ok(workspace.instance(&self.launch).await)

@@ -68,6 +68,12 @@ impl Workspace {
         let previous = self.current.lock().unwrap().take();
         if let Some(old) = &previous {
             old.release_group().await;
+            // Restarts the controller started are counted by the controller.
+            // Reasons stay in the map (one short string per controller
+            // restart) so every session of the old instance can show them.
+            if !self.restart_reasons.lock().unwrap().contains_key(&old.pid) {
+                launch.metrics.workspace_restart(&self.name, "crash");
+            }
         }
         if previous.is_some() || self.last_start_failed.load(Ordering::Relaxed) {
             let pace = self
@@ -137,13 +143,12 @@ impl Workspace {
                 Err(e) => {
                     launch.metrics.gopls_start_failed();
                     if let InstanceError::OomKilledDuringStart { oom_kills, status } = &e {
-                        self.record_oom(*oom_kills, status, None);
+                        self.record_oom(*oom_kills, status, None, &launch.metrics);
                     }
                     *self.last_exit.lock().unwrap() = Some(e.to_string());
                     return Err(e);
                 }
             };
-        watch_exit(&instance, launch.metrics.clone());
         tracing::info!(
             workspace.name = %self.name,
             gopls.pid = instance.pid,
@@ -154,7 +159,7 @@ impl Workspace {
             env = ?instance.spec.env,
             "gopls started"
         );
-        self.watch_exit(instance.clone());
+        self.watch_exit(instance.clone(), launch.metrics.clone());
         Ok(instance)
     }
 
@@ -192,8 +197,8 @@ impl Workspace {
     /// The message sessions show after moving off the instance `old`: the
     /// controller's reason, else how the process ended.
     pub fn restart_message(&self, old: &Instance) -> String {
-        if let Some(reason) = self.restart_reasons.lock().unwrap().remove(&old.pid) {
-            return reason;
+        if let Some(reason) = self.restart_reasons.lock().unwrap().get(&old.pid) {
+            return reason.clone();
         }
         match old.exit_info() {
             Some(info) => format!(
@@ -219,25 +224,38 @@ impl Workspace {
         true
     }
 
-    /// Records how an instance ends, and whether the kernel OOM-killed
-    /// anything in its cgroup.
-    fn watch_exit(self: &Arc<Self>, instance: Arc<Instance>) {
+    /// Counts a started instance as running until it exits, then records
+    /// how it ended and whether the kernel OOM-killed anything in its cgroup.
+    fn watch_exit(self: &Arc<Self>, instance: Arc<Instance>, metrics: Arc<Metrics>) {
+        metrics.gopls_started();
         let workspace = self.clone();
         tokio::spawn(async move {
             let info = instance.wait_exit().await;
+            let reason = if instance.stop_requested() {
+                ExitReason::Stopped
+            } else if info.signal.is_some() {
+                ExitReason::Signal
+            } else if info.status == "exit status: 0" {
+                ExitReason::Exited
+            } else {
+                ExitReason::Failed
+            };
+            metrics.gopls_exited(reason);
+
             let oom_kills = match instance.usage() {
                 Some(Ok(usage)) => usage.oom_kills,
                 _ => 0,
             };
             if oom_kills > 0 {
-                workspace.record_oom(oom_kills, &info.status, Some(instance.pid));
+                workspace.record_oom(oom_kills, &info.status, Some(instance.pid), &metrics);
             }
             *workspace.last_exit.lock().unwrap() = Some(info.status);
         });
     }
 
-    fn record_oom(&self, oom_kills: u64, status: &str, pid: Option<u32>) {
+    fn record_oom(&self, oom_kills: u64, status: &str, pid: Option<u32>, metrics: &Metrics) {
         self.oom_kills_total.fetch_add(oom_kills, Ordering::Relaxed);
+        metrics.workspace_oom_kills(&self.name, oom_kills);
         tracing::warn!(
             workspace.name = %self.name,
             gopls.pid = ?pid,
@@ -290,26 +308,6 @@ impl Workspace {
             instance.stop(grace).await;
         }
     }
-}
-
-/// Counts a started instance as running until it exits, then counts its exit
-/// by reason.
-fn watch_exit(instance: &Arc<Instance>, metrics: Arc<Metrics>) {
-    metrics.gopls_started();
-    let instance = instance.clone();
-    tokio::spawn(async move {
-        let info = instance.wait_exit().await;
-        let reason = if instance.stop_requested() {
-            ExitReason::Stopped
-        } else if info.signal.is_some() {
-            ExitReason::Signal
-        } else if info.status == "exit status: 0" {
-            ExitReason::Exited
-        } else {
-            ExitReason::Failed
-        };
-        metrics.gopls_exited(reason);
-    });
 }
 
 /// What starting a gopls instance needs from the server.

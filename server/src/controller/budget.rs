@@ -75,6 +75,7 @@ pub async fn ensure(
     workspace: &Arc<Workspace>,
     budget: ByteSize,
     grace: std::time::Duration,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<(), BudgetExceeded> {
     let needed = workspace.memory.limit.bytes();
     loop {
@@ -103,7 +104,9 @@ pub async fn ensure(
                     budget = %budget,
                     "evicting the least recently used idle gopls to stay within the memory budget"
                 );
-                victim.evict(grace, "memory budget").await;
+                if victim.evict(grace, "memory budget").await {
+                    metrics.eviction("memory budget");
+                }
             }
             None => {
                 let mut users: Vec<String> = running

@@ -39,7 +39,11 @@ pub async fn run(state: Arc<ServerState>) {
             _ = state.shutdown.cancelled() => return,
         }
         for workspace in state.registry.all() {
+            let metrics = &state.metrics;
+            let limit = workspace.memory.limit.bytes();
+            let degraded = workspace.degraded().is_some();
             let Some(instance) = workspace.running() else {
+                metrics.workspace_sample(&workspace.name, None, limit, degraded);
                 policies.remove(&workspace.name);
                 continue;
             };
@@ -70,6 +74,12 @@ pub async fn run(state: Arc<ServerState>) {
                 }
                 None => continue,
             };
+            metrics.workspace_sample(
+                &workspace.name,
+                Some((usage.working_set, usage.limit)),
+                limit,
+                degraded,
+            );
             let sample = Sample {
                 working_set: usage.working_set,
                 // In fallback mode the group reports the configured limit.
@@ -87,6 +97,7 @@ pub async fn run(state: Arc<ServerState>) {
                         percent = (fraction * 100.0).round(),
                         "gopls working set is above the warning threshold"
                     );
+                    metrics.workspace_warning(&workspace.name);
                 }
                 Decision::RestartForMemory { working_set, limit } => {
                     let profile = capture_profile(&state, &workspace, &instance).await;
@@ -153,5 +164,6 @@ async fn restart(
 ) {
     tracing::warn!(workspace.name = %workspace.name, gopls.pid = instance.pid, reason, "restarting gopls: {message}");
     workspace.set_restart_reason(instance.pid, message);
+    state.metrics.workspace_restart(&workspace.name, reason);
     instance.stop(state.config.gopls_stop_grace).await;
 }
