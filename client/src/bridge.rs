@@ -77,7 +77,7 @@ pub fn local_root_from_initialize(params: &serde_json::Value) -> Option<String> 
     root_uri.or(folder).or(root_path).map(str::to_owned)
 }
 
-/// The last path component of a root given as a path or file URI, decoded.
+/// Returns the decoded last path component of a root given as a path or file URI.
 pub fn workspace_name_from_root(root: &str) -> Option<String> {
     let parsed = remote_gopls_proto::urimap::Root::parse(root).ok()?;
     parsed
@@ -90,7 +90,7 @@ pub fn workspace_name_from_root(root: &str) -> Option<String> {
 /// First delay before the client reconnects after losing the server; it
 /// doubles after each failed attempt up to [`RECONNECT_MAX`].
 pub const RECONNECT_INITIAL: Duration = Duration::from_millis(250);
-/// Longest delay between two reconnect attempts.
+/// Maximum delay between two reconnect attempts.
 pub const RECONNECT_MAX: Duration = Duration::from_secs(10);
 /// How long a replayed `initialize` may take after a reconnect.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -110,11 +110,11 @@ struct Bridge {
     hello: pb::Hello,
     /// The editor's state, in its own URIs, replayed into each new session.
     state: ReplayState,
-    /// Whether the editor was told the server is unreachable.
+    /// Whether the editor was warned that the server is unreachable.
     told_offline: bool,
 }
 
-/// How a connected phase ended.
+/// Outcome of a connected phase.
 enum Phase {
     /// `exit` from the editor, or stdin closed.
     Exit(ExitCode),
@@ -177,7 +177,7 @@ impl Bridge {
         None
     }
 
-    /// Answers what the lost session owed the editor and tells the user once.
+    /// Fails the requests the lost session owed the editor and warns the user once.
     async fn connection_lost(&mut self, reason: &str) {
         let text =
             format!("connection to the remote-gopls server was lost ({reason}); reconnecting");
@@ -514,7 +514,7 @@ async fn forward(
     }
 
     let FromEditor::Forward(message) = bridge.state.from_editor(envelope, message) else {
-        tracing::debug!(id = ?envelope.id, "dropped an answer meant for a previous session");
+        tracing::debug!(id = ?envelope.id, "dropped a response meant for a previous session");
         return None;
     };
     if connection.to_server.send(message).await.is_err() {

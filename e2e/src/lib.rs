@@ -65,7 +65,7 @@ pub fn gopls_binary() -> PathBuf {
     path
 }
 
-/// GOROOT of the machine's Go, as gopls on the server sees it.
+/// Returns the GOROOT of the machine's Go, which gopls on the server uses.
 pub fn goroot() -> PathBuf {
     let out = std::process::Command::new("go")
         .args(["env", "GOROOT"])
@@ -101,7 +101,7 @@ pub fn proc_stat(pid: u32) -> Option<(char, u32)> {
     Some((state, ppid))
 }
 
-/// The command line of a process, arguments joined by spaces.
+/// Returns the command line of a process, arguments joined by spaces.
 pub fn cmdline(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| {

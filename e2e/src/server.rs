@@ -129,7 +129,7 @@ impl ServerProcess {
         format!("ws://{}", self.http_addr)
     }
 
-    /// The whole log so far.
+    /// Returns the whole log so far.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
@@ -171,7 +171,7 @@ impl ServerProcess {
         serde_json::from_slice(&output.stdout).expect("status prints JSON")
     }
 
-    /// The status entry of one workspace.
+    /// Returns the status entry of one workspace.
     pub async fn workspace_status(&self, name: &str) -> serde_json::Value {
         let report = self.status().await;
         report["workspaces"]
@@ -180,7 +180,7 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("workspace {name} in {report}"))
     }
 
-    /// The pid of a workspace's running gopls, if any.
+    /// Returns the pid of a workspace's running gopls, if any.
     pub async fn gopls_pid(&self, workspace: &str) -> Option<u32> {
         let status = self.workspace_status(workspace).await;
         let instance = &status["instance"];

@@ -489,7 +489,8 @@ async fn budget_evicts_idle_then_refuses() {
         .await
         .is_some()
     );
-    assert!(server.gopls_pid("b").await.is_some() && server.gopls_pid("c").await.is_some());
+    assert!(server.gopls_pid("b").await.is_some(), "b keeps running");
+    assert!(server.gopls_pid("c").await.is_some(), "c started");
     let evictions = sample(
         &scrape(&server.http_addr).await,
         "remote_gopls_evictions_total",

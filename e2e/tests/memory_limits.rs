@@ -36,7 +36,7 @@ fn workspace<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("workspace {name} in {report}"))
 }
 
-/// The memory cgroup line (path) of a process.
+/// Returns the memory cgroup path of a process.
 fn memory_cgroup_of(pid: u32) -> String {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     text.lines()
@@ -49,7 +49,7 @@ fn memory_cgroup_of(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-/// A directory with a `go` that records its memory cgroup, then runs the real go.
+/// Creates a directory with a `go` that records its memory cgroup, then runs the real go.
 fn go_shim(dir: &Path) -> (PathBuf, PathBuf) {
     let real_go = String::from_utf8(
         std::process::Command::new("sh")

@@ -84,7 +84,7 @@ pub struct ReplayState {
     replay_id: Option<Id>,
 }
 
-/// What to do with a message from gopls.
+/// Handling of a message from gopls.
 #[derive(Debug, PartialEq)]
 pub enum FromGopls {
     /// Forward this (possibly renumbered) message to the editor.
@@ -93,7 +93,7 @@ pub enum FromGopls {
     ReplayAnswered(Value),
 }
 
-/// What to do with a message from the editor.
+/// Handling of a message from the editor.
 #[derive(Debug, PartialEq)]
 pub enum FromEditor {
     Forward(Bytes),
@@ -241,7 +241,7 @@ impl ReplayState {
         self.documents.set_encoding(encoding);
     }
 
-    /// Whether the editor has initialized, so there is state to replay.
+    /// Returns whether the editor has initialized, so there is state to replay.
     pub fn can_replay(&self) -> bool {
         self.initialize.is_some()
     }
@@ -324,7 +324,7 @@ impl ReplayState {
         self.in_flight.remove(id);
     }
 
-    /// Whether the editor sent `initialized`.
+    /// Returns whether the editor sent `initialized`.
     pub fn initialized(&self) -> bool {
         self.initialized
     }

@@ -54,7 +54,7 @@ pub const DEFAULT_MEMORY_LIMIT: ByteSize = ByteSize(2 * 1024 * 1024 * 1024);
 /// memory the Go runtime does not count (stacks, `go list` children).
 pub const DEFAULT_GOMEMLIMIT_FRACTION: f64 = 0.9;
 
-/// Environment variable that holds bearer tokens, in the token file format.
+/// Environment variable that contains bearer tokens, in the token file format.
 pub const TOKENS_ENV: &str = "REMOTE_GOPLS_SERVER_TOKENS";
 
 /// Command-line flags of `remote-gopls-server`.
@@ -186,7 +186,7 @@ pub struct FileConfig {
     pub memory_high: Option<toml::Value>,
     /// GOMEMLIMIT as a fraction of the memory limit.
     pub gomemlimit_fraction: Option<f64>,
-    /// Where instance cgroups are created and whether cgroups are used.
+    /// Parent of instance cgroups, and whether cgroups are used.
     #[serde(default)]
     pub cgroup: CgroupConfig,
     /// Sampling, restart and eviction thresholds.
@@ -232,7 +232,7 @@ pub struct MemoryConfig {
 }
 
 impl MemoryConfig {
-    /// The GOMEMLIMIT value in bytes.
+    /// Returns the GOMEMLIMIT value in bytes.
     pub fn gomemlimit(&self) -> u64 {
         (self.limit.bytes() as f64 * self.gomemlimit_fraction) as u64
     }

@@ -48,7 +48,7 @@ pub enum InstanceError {
     },
 }
 
-/// How a gopls process ended.
+/// Exit status of a gopls process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitInfo {
     /// `exit status: N` or `signal: N (SIGKILL)` as the standard library prints it.
@@ -173,7 +173,7 @@ impl Instance {
         group.as_ref().map(|g| g.usage(Some(self.pid)))
     }
 
-    /// The cgroup directory, if the instance has one.
+    /// Returns the cgroup directory, if the instance has one.
     pub fn cgroup_path(&self) -> Option<PathBuf> {
         let group = self.group.lock().unwrap();
         group.as_ref().and_then(|g| g.path().map(PathBuf::from))

@@ -41,8 +41,8 @@ const EXIT_WAIT: Duration = Duration::from_secs(2);
 const MESSAGE_ERROR: u8 = 1;
 const MESSAGE_INFO: u8 = 3;
 
-/// Why a session ended abnormally. Each transport maps these once to its
-/// own status (gRPC code, WebSocket close code).
+/// Abnormal end of a session. Each transport maps these once to its own
+/// status (gRPC code, WebSocket close code).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
     #[error("invalid message from the editor: {0}")]
@@ -63,7 +63,7 @@ pub enum SessionError {
     ShuttingDown,
 }
 
-/// What a session needs besides its transport.
+/// Settings and connections of one session, apart from its transport.
 #[derive(Debug)]
 pub struct Session {
     pub id: String,
@@ -111,7 +111,7 @@ impl InFlight {
     }
 }
 
-/// How the downstream (gopls to editor) task ended.
+/// End state of the downstream (gopls to editor) task.
 enum Downstream {
     GoplsEof,
     GoplsError(SessionError),
@@ -133,7 +133,7 @@ struct Connection {
     downstream: JoinHandle<Downstream>,
 }
 
-/// What the session does after its gopls connection ended.
+/// Outcome of recovering from a lost gopls connection.
 enum Recovery {
     Reconnected(Connection),
     /// No gopls can serve the session; the reason is shown to the user.
@@ -489,7 +489,7 @@ impl Session {
             .unwrap()
             .from_editor(&envelope, message);
         let FromEditor::Forward(message) = forwarded else {
-            tracing::debug!(id = ?envelope.id, "dropped an answer meant for a previous gopls");
+            tracing::debug!(id = ?envelope.id, "dropped a response meant for a previous gopls");
             return Ok(Upstream::Continue);
         };
         if let (Kind::Request, Some(id)) = (envelope.kind, &envelope.id) {
@@ -631,7 +631,7 @@ async fn pump_downstream(
     }
 }
 
-/// What the downstream task needs for metrics.
+/// Metrics handles of the downstream task.
 struct Telemetry {
     metrics: Arc<Metrics>,
     counters: MessageCounters,

@@ -36,12 +36,12 @@ pub struct Workspace {
     pacer: Mutex<RestartPacer>,
     /// Whether the last start attempt failed, so the next one is a restart.
     last_start_failed: std::sync::atomic::AtomicBool,
-    /// Why the controller stopped an instance, by gopls pid, for the message
-    /// sessions show when they move to the next instance.
+    /// Controller restart reasons by gopls pid, shown by sessions when they
+    /// move to the next instance.
     restart_reasons: Mutex<HashMap<u32, String>>,
     /// OOM kills seen in this workspace's cgroups since the server started.
     oom_kills_total: AtomicU64,
-    /// How the last gopls process of this workspace ended.
+    /// Exit status of the last gopls process of this workspace.
     last_exit: Mutex<Option<String>>,
 }
 
@@ -163,17 +163,17 @@ impl Workspace {
         Ok(instance)
     }
 
-    /// The current instance, running or not, without starting one.
+    /// Returns the current instance, running or not, without starting one.
     pub fn current(&self) -> Option<Arc<Instance>> {
         self.current.lock().unwrap().clone()
     }
 
-    /// The current instance if it is running.
+    /// Returns the current instance if it is running.
     pub fn running(&self) -> Option<Arc<Instance>> {
         self.current().filter(|i| i.is_running())
     }
 
-    /// Why automatic restarts stopped, if they did.
+    /// Returns the reason automatic restarts stopped, if they did.
     pub fn degraded(&self) -> Option<String> {
         self.pacer.lock().unwrap().degraded().map(str::to_owned)
     }
@@ -194,8 +194,8 @@ impl Workspace {
         self.restart_reasons.lock().unwrap().insert(pid, reason);
     }
 
-    /// The message sessions show after moving off the instance `old`: the
-    /// controller's reason, else how the process ended.
+    /// Returns the message sessions show after moving off the instance `old`:
+    /// the controller's reason, else how the process ended.
     pub fn restart_message(&self, old: &Instance) -> String {
         if let Some(reason) = self.restart_reasons.lock().unwrap().get(&old.pid) {
             return reason.clone();
@@ -266,7 +266,7 @@ impl Workspace {
         );
     }
 
-    /// The workspace's status entry.
+    /// Builds the workspace's status entry.
     pub async fn status(&self) -> pb::WorkspaceStatus {
         let instance = self.current().map(|i| {
             let usage = match i.usage() {
@@ -310,7 +310,7 @@ impl Workspace {
     }
 }
 
-/// What starting a gopls instance needs from the server.
+/// Server-wide settings and handles that starting a gopls instance needs.
 #[derive(Debug, Clone)]
 pub struct LaunchContext {
     pub gopls: GoplsBinary,
