@@ -156,6 +156,21 @@ impl ServerProcess {
             .collect()
     }
 
+    /// Panics if a child of the server (or of its gopls) is a zombie.
+    pub fn assert_no_zombies(&self) {
+        for pid in crate::children(self.pid) {
+            for process in std::iter::once(pid).chain(crate::children(pid)) {
+                let state = crate::proc_stat(process).map(|s| s.0);
+                assert_ne!(
+                    state,
+                    Some('Z'),
+                    "process {process} ({}) is a zombie",
+                    crate::cmdline(process)
+                );
+            }
+        }
+    }
+
     /// Runs `remote-gopls-server status --json` against this server.
     pub async fn status(&self) -> serde_json::Value {
         let output = Command::new(crate::binary("remote-gopls-server"))
