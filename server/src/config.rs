@@ -138,6 +138,8 @@ pub enum Subcommand {
     Status(StatusArgs),
     /// Clear a workspace's degraded mark so gopls may start again.
     Reset(ResetArgs),
+    /// Validate a configuration file, list every error, and exit without serving.
+    CheckConfig(CheckConfigArgs),
 }
 
 /// Flags of `remote-gopls-server reset`.
@@ -151,6 +153,19 @@ pub struct ResetArgs {
     /// Bearer token, when the server requires one.
     #[arg(long, env = "REMOTE_GOPLS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// Flags of `remote-gopls-server check-config`.
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// TOML configuration file to check.
+    pub file: PathBuf,
+    /// Do not open the paths the file names (workspace paths, workspaces_dir,
+    /// gopls, tokens_file): assume they exist, and that the tokens file contains
+    /// valid tokens. For files written for another machine, such as a Helm
+    /// chart's ConfigMap checked in CI.
+    #[arg(long)]
+    pub skip_path_checks: bool,
 }
 
 /// Flags of `remote-gopls-server status`.
