@@ -98,6 +98,14 @@ impl Server {
         let gopls = gopls::resolve(config.gopls.as_deref(), &data_dir).await?;
         tracing::info!(path = %gopls.path.display(), version = %gopls.version, "using gopls");
 
+        // The server's own cgroup limit is read before cgroup detection, which
+        // may move the server into a leaf group without a limit of its own.
+        let memory_budget = controller::budget::resolve(
+            config.controller.memory_budget,
+            config.controller.budget_fraction,
+        );
+        tracing::info!(budget = %memory_budget, "memory budget for gopls instances");
+
         let cgroups = {
             let cgroup_config = config.cgroup.clone();
             tokio::task::spawn_blocking(move || {
@@ -150,6 +158,7 @@ impl Server {
             registry,
             launch,
             CancellationToken::new(),
+            memory_budget,
         ));
         Ok(Server {
             state,

@@ -64,17 +64,15 @@ pub struct OpenSession {
 }
 
 impl ServerState {
+    /// Builds the state. `memory_budget` must be resolved before cgroup
+    /// detection moves the server into a leaf group, whose own limit is unset.
     pub fn new(
         config: Config,
         registry: Registry,
         launch: LaunchContext,
         shutdown: CancellationToken,
+        memory_budget: crate::bytesize::ByteSize,
     ) -> ServerState {
-        let memory_budget = crate::controller::budget::resolve(
-            config.controller.memory_budget,
-            config.controller.budget_fraction,
-        );
-        tracing::info!(budget = %memory_budget, "memory budget for gopls instances");
         ServerState {
             memory_budget,
             budget_lock: tokio::sync::Mutex::new(()),
