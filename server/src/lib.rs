@@ -187,12 +187,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let state = self.state.clone();
-        for (name, listener) in [("gRPC", &self.listener), ("HTTP", &self.http_listener)] {
-            match listener.local_addr() {
-                Ok(addr) => tracing::info!(address = %addr, "{name} listening"),
-                Err(e) => tracing::warn!(error = %e, "{name} listening on an unknown address"),
-            }
-        }
+        let addresses = [
+            ("gRPC", self.listener.local_addr()),
+            ("HTTP", self.http_listener.local_addr()),
+        ];
 
         let token = state.shutdown.clone();
         tokio::spawn(async move {
@@ -224,6 +222,13 @@ impl Server {
                 .into_future(),
         );
         state.set_listening();
+        // Logged only now, so whoever waits for these lines finds /readyz ready.
+        for (name, address) in addresses {
+            match address {
+                Ok(addr) => tracing::info!(address = %addr, "{name} listening"),
+                Err(e) => tracing::warn!(error = %e, "{name} listening on an unknown address"),
+            }
+        }
 
         // A listener that fails ends the server the same way a signal does.
         let mut failure = None;
