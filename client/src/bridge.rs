@@ -92,6 +92,12 @@ pub fn workspace_name_from_root(root: &str) -> Option<String> {
 pub const RECONNECT_INITIAL: Duration = Duration::from_millis(250);
 /// Maximum delay between two reconnect attempts.
 pub const RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// A session that lasts this long ends an outage: the next loss starts the
+/// backoff from [`RECONNECT_INITIAL`] and is reported to the user again.
+/// Shorter sessions (a server that accepts and then drops the session, for
+/// example because a replayed document is over its size limit) count as the
+/// same outage, so the backoff keeps growing and the user is told once.
+pub const STABLE_SESSION: Duration = Duration::from_secs(30);
 /// How long a replayed `initialize` may take after a reconnect.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the client waits for the server to end the session after `exit`.
@@ -110,8 +116,14 @@ struct Bridge {
     hello: pb::Hello,
     /// The editor's state, in its own URIs, replayed into each new session.
     state: ReplayState,
-    /// Whether the editor was warned that the server is unreachable.
+    /// Whether the editor was warned about the current outage.
     told_offline: bool,
+    /// Whether the editor was told the current outage ended.
+    told_reconnected: bool,
+    /// When the current session started.
+    connected_at: tokio::time::Instant,
+    /// Delay before the next reconnect attempt.
+    reconnect_delay: Duration,
 }
 
 /// Outcome of a connected phase.
@@ -177,12 +189,18 @@ impl Bridge {
         None
     }
 
-    /// Fails the requests the lost session owed the editor and warns the user once.
+    /// Fails the requests the lost session owed the editor and warns the user
+    /// once per outage.
     async fn connection_lost(&mut self, reason: &str) {
+        if self.connected_at.elapsed() >= STABLE_SESSION {
+            self.told_offline = false;
+            self.told_reconnected = false;
+            self.reconnect_delay = RECONNECT_INITIAL;
+        }
         let text =
             format!("connection to the remote-gopls server was lost ({reason}); reconnecting");
         tracing::warn!("{text}");
-        eprintln!("remote-gopls: {text}");
+        to_stderr(&format!("remote-gopls: {text}"));
         for message in self.state.fail_in_flight(error_code::REQUEST_FAILED, &text) {
             self.send_editor(message).await;
         }
@@ -195,6 +213,13 @@ impl Bridge {
             self.show_message(MESSAGE_WARNING, &note).await;
         }
     }
+}
+
+/// Writes one line to stderr, ignoring failures: editors may close the
+/// client's stderr, and `eprintln!` would panic then.
+fn to_stderr(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Runs the bridge on stdin and stdout.
@@ -226,6 +251,9 @@ where
         hello: pb::Hello::default(),
         state: ReplayState::default(),
         told_offline: false,
+        told_reconnected: false,
+        connected_at: tokio::time::Instant::now(),
+        reconnect_delay: RECONNECT_INITIAL,
     };
     let code = drive(&mut bridge, &mut from_editor).await;
 
@@ -265,12 +293,17 @@ async fn drive<R: AsyncRead + Unpin>(
 
     // Without a first session the editor's `initialize` fails, which tells
     // editors not to retry; there is no state to keep yet.
-    let mut connection = match connect(&bridge.options, bridge.hello.clone()).await {
+    let first_session = if bridge.hello.workspace.is_empty() {
+        Err(ConnectError::NoWorkspace)
+    } else {
+        connect(&bridge.options, bridge.hello.clone()).await
+    };
+    let mut connection = match first_session {
         Ok(connection) => connection,
         Err(e) => {
             let message = e.to_string();
             tracing::error!(error = %message, "connection failed");
-            eprintln!("remote-gopls: {message}");
+            to_stderr(&format!("remote-gopls: {message}"));
             if let Some(code) = bridge
                 .handle_offline(first, &first_envelope, &message)
                 .await
@@ -356,10 +389,10 @@ async fn reconnect<R: AsyncRead + Unpin>(
         "the remote-gopls server at {} is unreachable; reconnecting",
         bridge.options.server
     );
-    let mut delay = RECONNECT_INITIAL;
     let mut attempt = 0u32;
     loop {
-        let deadline = tokio::time::Instant::now() + delay;
+        let deadline = tokio::time::Instant::now() + bridge.reconnect_delay;
+        bridge.reconnect_delay = (bridge.reconnect_delay * 2).min(RECONNECT_MAX);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
@@ -381,16 +414,19 @@ async fn reconnect<R: AsyncRead + Unpin>(
                 Ok(connection) => {
                     log_connected(bridge, &connection.welcome);
                     tracing::info!(attempt, "reconnected and replayed the editor's state");
-                    bridge.told_offline = false;
-                    let note = format!("remote-gopls: reconnected to {}", bridge.options.server);
-                    bridge.show_message(MESSAGE_INFO, &note).await;
+                    bridge.connected_at = tokio::time::Instant::now();
+                    if !bridge.told_reconnected {
+                        bridge.told_reconnected = true;
+                        let note =
+                            format!("remote-gopls: reconnected to {}", bridge.options.server);
+                        bridge.show_message(MESSAGE_INFO, &note).await;
+                    }
                     return Ok(connection);
                 }
                 Err(e) => tracing::warn!(attempt, error = %e, "replay into the new session failed"),
             },
             Err(e) => tracing::debug!(attempt, error = %e, "reconnect attempt failed"),
         }
-        delay = (delay * 2).min(RECONNECT_MAX);
     }
 }
 
@@ -474,7 +510,7 @@ async fn read_editor<R: AsyncRead + Unpin>(
             Some(Ok(message)) => message,
             Some(Err(e)) => {
                 tracing::error!(error = %e, "cannot read from the editor");
-                eprintln!("remote-gopls: cannot read from the editor: {e}");
+                to_stderr(&format!("remote-gopls: cannot read from the editor: {e}"));
                 return EditorRead::Closed;
             }
         };

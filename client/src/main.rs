@@ -77,7 +77,9 @@ fn serve(options: ServeOptions) -> ExitCode {
 fn init_logging(options: &ServeOptions) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REMOTE_GOPLS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Editors may close the client's stderr; a failed log write must not panic.
     let builder = tracing_subscriber::fmt()
+        .log_internal_errors(false)
         .with_env_filter(filter)
         .with_ansi(false);
     let file = options.logfile.as_ref().map(|path| {

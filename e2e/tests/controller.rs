@@ -286,13 +286,14 @@ async fn crash_loop_marks_workspace_degraded() {
     let dir = fixture.data.with_extension("standin");
     std::fs::create_dir_all(&dir).unwrap();
     let starts = dir.join("starts.log");
-    let marker = dir.join("started-once");
+    // While this file exists, every start of the stand-in exits at once.
+    let marker = dir.join("fail");
     let standin = dir.join("gopls");
     // The first `serve` runs the real gopls; every later one exits at once.
     std::fs::write(
         &standin,
         format!(
-            "#!/bin/sh\nif [ \"$1\" = version ]; then exec '{gopls}' \"$@\"; fi\necho start >> '{starts}'\nif [ -e '{marker}' ]; then echo 'stand-in gopls: exiting at once' >&2; exit 3; fi\ntouch '{marker}'\nexec '{gopls}' \"$@\"\n",
+            "#!/bin/sh\nif [ \"$1\" = version ]; then exec '{gopls}' \"$@\"; fi\necho start >> '{starts}'\nif [ -e '{marker}' ]; then echo 'stand-in gopls: exiting at once' >&2; exit 3; fi\nexec '{gopls}' \"$@\"\n",
             gopls = remote_gopls_e2e::gopls_binary().display(),
             starts = starts.display(),
             marker = marker.display()
@@ -319,7 +320,9 @@ async fn crash_loop_marks_workspace_degraded() {
     .await;
     let client = client(&server, "hello");
     client.initialize(&fixture).await;
+    let main = client.open(&fixture, MAIN).await;
     let pid = server.gopls_pid("hello").await.unwrap();
+    std::fs::write(&marker, "").unwrap();
     signal(pid, libc::SIGKILL);
 
     let notice = message_containing(
@@ -368,7 +371,16 @@ async fn crash_loop_marks_workspace_degraded() {
     .await;
     assert_eq!(degraded_gauge, Some(1.0), "the degraded gauge is set");
 
-    // The admin command clears the mark.
+    // A new session asks to try again; the stand-in still fails.
+    let status = grpc::open(&server.url(), None, "hello", "")
+        .await
+        .err()
+        .expect("the stand-in still fails");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(count() > attempts, "a new session tried gopls again");
+
+    // Once gopls works again, the admin command brings the open session back.
+    std::fs::remove_file(&marker).unwrap();
     let reset = tokio::process::Command::new(remote_gopls_e2e::binary("remote-gopls-server"))
         .args(["reset", "hello", "--server", &server.url()])
         .output()
@@ -379,23 +391,25 @@ async fn crash_loop_marks_workspace_degraded() {
         "{}",
         String::from_utf8_lossy(&reset.stderr)
     );
-    assert!(String::from_utf8_lossy(&reset.stdout).contains("was degraded"));
+    message_containing(&client, "available again", Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("the session recovered; log:\n{}", server.log_text()));
+    let hover = client
+        .hover(
+            &fixture.local_uri(MAIN),
+            position_of(&main, "Println", 0, 1),
+        )
+        .await;
+    assert!(
+        hover.contains("Println formats"),
+        "the open session works again: {hover:?}"
+    );
     assert_eq!(
         server.workspace_status("hello").await["degraded"],
         "",
         "the mark is cleared"
     );
-
-    // A new session tries gopls again.
-    let status = grpc::open(&server.url(), None, "hello", "")
-        .await
-        .err()
-        .expect("the stand-in still fails");
-    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert!(
-        count() > attempts,
-        "a new session cleared the degraded mark and tried again"
-    );
+    server.assert_no_zombies();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -581,4 +595,46 @@ fn client_messages(
                     .is_some_and(|m| m.contains(text))
         })
         .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_replay_backs_off_quietly() {
+    let fixture = Fixture::new("hello");
+    let config = config(&fixture, "max_message_size = 1000000\n");
+    let server =
+        ServerProcess::start(&fixture.data, &["--config", &config.to_string_lossy()], &[]).await;
+    let client = client(&server, "hello");
+    client.initialize(&fixture).await;
+
+    // A document over the server's message limit ends every session that
+    // carries it, including each replay after a reconnect.
+    let text = format!("package big\n\nvar Data = \"{}\"\n", "x".repeat(1_500_000));
+    client
+        .notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": fixture.local_uri("big/big.go"), "languageId": "go", "version": 1, "text": text}}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let sessions = server.log_text().matches("session opened").count();
+    assert!(
+        sessions <= 7,
+        "reconnects back off: {sessions} sessions in 6 s"
+    );
+    assert!(sessions >= 2, "the client did reconnect: {sessions}");
+    assert_eq!(
+        client_messages(&client.seen, "lost"),
+        1,
+        "one warning for the whole outage"
+    );
+    assert!(
+        client_messages(&client.seen, "reconnected") <= 1,
+        "at most one reconnect notice"
+    );
+    let mut child = client.child.expect("client process");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the client keeps running"
+    );
 }

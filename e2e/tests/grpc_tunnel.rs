@@ -162,3 +162,31 @@ async fn unreachable_server_fails_requests() {
         "stderr explains the failure"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_rejects_unsafe_or_unclear_setups() {
+    let fixture = Fixture::new("hello");
+    let cases = [
+        // https:// would need TLS, which the gRPC transport lacks: refuse
+        // rather than send the token in plain text.
+        (
+            vec![("REMOTE_GOPLS_SERVER", "https://127.0.0.1:9")],
+            Some(fixture.local_root_uri()),
+            "no TLS support",
+        ),
+        // No root folder and no REMOTE_GOPLS_WORKSPACE: nothing names a workspace.
+        (
+            vec![("REMOTE_GOPLS_SERVER", "http://127.0.0.1:9")],
+            None,
+            "set REMOTE_GOPLS_WORKSPACE",
+        ),
+    ];
+    for (envs, root, expected) in cases {
+        let client = LspClient::spawn_client(&envs);
+        let params = serde_json::json!({"rootUri": root, "capabilities": {}});
+        let response = client.request_message("initialize", params).await;
+        let message = response["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{envs:?}: {response}");
+        client.notify("exit", serde_json::Value::Null).await;
+    }
+}

@@ -404,3 +404,42 @@ async fn fallback_reads_memory_from_proc() {
         assert_eq!(warnings, 1, "{args:?}: one warning explains the fallback");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_server_leaves_live_groups_alone() {
+    let fixture = Fixture::new("hello");
+    let parent = cgroups::unique_parent().expect("this process has a memory cgroup");
+    let workspace_arg = format!("hello={}", fixture.remote.display());
+    let args = [
+        "--workspace",
+        workspace_arg.as_str(),
+        "--cgroup-parent",
+        parent.as_str(),
+    ];
+
+    let first = ServerProcess::start(&fixture.data, &args, &[]).await;
+    let client = LspClient::spawn_client(&[("REMOTE_GOPLS_SERVER", first.url().as_str())]);
+    client.initialize(&fixture).await;
+    let pid = first.gopls_pid("hello").await.expect("gopls runs");
+
+    let other_data = fixture.data.with_extension("second");
+    let second = ServerProcess::start(&other_data, &args, &[]).await;
+    assert!(
+        second
+            .wait_log(
+                "another remote-gopls server uses this cgroup parent",
+                Duration::from_secs(5)
+            )
+            .await,
+        "{}",
+        second.log_text()
+    );
+    assert!(
+        remote_gopls_e2e::proc_stat(pid).is_some_and(|s| s.0 != 'Z'),
+        "the first server's gopls survived"
+    );
+    assert_eq!(first.gopls_pid("hello").await, Some(pid));
+    drop(second);
+    drop(first);
+    cgroups::remove_tree(&cgroups::group_dir(&parent));
+}

@@ -117,6 +117,11 @@ impl Tokens {
         self.entries.is_empty()
     }
 
+    /// Adds the entries of `other`.
+    pub fn extend(&mut self, other: Tokens) {
+        self.entries.extend(other.entries);
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -408,21 +408,25 @@ fn parse_key_value<'a>(
 
 /// Reads tokens from the file and from the environment variable together.
 fn load_tokens(file: Option<&Path>, errors: &mut Vec<String>) -> Tokens {
-    let mut text = String::new();
+    let mut sources = Vec::new();
     if let Some(path) = file {
         match std::fs::read_to_string(path) {
-            Ok(t) => text.push_str(&t),
+            Ok(text) => sources.push((format!("tokens file {}", path.display()), text)),
             Err(e) => errors.push(format!("cannot read tokens file {}: {e}", path.display())),
         }
     }
-    if let Ok(env) = std::env::var(TOKENS_ENV) {
-        text.push('\n');
-        text.push_str(&env);
+    if let Ok(text) = std::env::var(TOKENS_ENV) {
+        sources.push((TOKENS_ENV.to_owned(), text));
     }
-    Tokens::parse(&text, "tokens").unwrap_or_else(|e| {
-        errors.extend(e);
-        Tokens::default()
-    })
+
+    let mut tokens = Tokens::default();
+    for (source, text) in sources {
+        match Tokens::parse(&text, &source) {
+            Ok(parsed) => tokens.extend(parsed),
+            Err(e) => errors.extend(e),
+        }
+    }
+    tokens
 }
 
 /// Reads the server-wide memory settings.
@@ -520,7 +524,7 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = listen_text
             .parse::<SocketAddr>()
-            .map_err(|e| errors.push(format!("invalid listen address {listen_text:?}: {e}; expected HOST:PORT such as 127.0.0.1:7443")))
+            .map_err(|e| errors.push(format!("invalid listen address {listen_text:?}: {e}; expected IP:PORT such as 127.0.0.1:7443 (host names are not resolved)")))
             .ok();
 
         let http_text = args
@@ -529,7 +533,7 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned());
         let http_listen = http_text
             .parse::<SocketAddr>()
-            .map_err(|e| errors.push(format!("invalid http_listen address {http_text:?}: {e}; expected HOST:PORT such as 127.0.0.1:7080")))
+            .map_err(|e| errors.push(format!("invalid http_listen address {http_text:?}: {e}; expected IP:PORT such as 127.0.0.1:7080 (host names are not resolved)")))
             .ok();
         if let (Some(grpc), Some(http)) = (listen, http_listen) {
             if grpc == http && grpc.port() != 0 {

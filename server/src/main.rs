@@ -23,7 +23,11 @@ fn main() -> ExitCode {
         None => {}
     }
 
+    // A failed log write (stderr closed by whoever read it) must not become
+    // a panic: the subscriber reports its own write errors with eprintln!,
+    // which panics on a broken pipe.
     tracing_subscriber::fmt()
+        .log_internal_errors(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("REMOTE_GOPLS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -34,6 +34,8 @@ use remote_gopls_proto::replay::{FromEditor, FromGopls, ReplayState};
 
 /// How long a replayed `initialize` may take on the new gopls.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a session without gopls checks whether it may start again.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
 /// How long to wait for a gopls whose connection closed to finish exiting.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
 
@@ -198,7 +200,10 @@ impl Session {
                             Recovery::Reconnected(next) => connection = next,
                             Recovery::End(e) => break Err(e),
                             Recovery::Unavailable(reason) => {
-                                break self.serve_unavailable(&reason, &mut inbound, &shared, &outbound).await;
+                                match self.serve_unavailable(&reason, &mut inbound, &shared, &outbound).await {
+                                    Ok(next) => connection = next,
+                                    Err(result) => break result,
+                                }
                             }
                         }
                     }
@@ -304,11 +309,23 @@ impl Session {
                 Err(e) => tracing::warn!(error = %e, "gopls failed to start; trying again"),
             }
         };
+        self.attach(instance, shared, outbound, &message).await
+    }
+
+    /// Connects the session to `instance`, replays the editor's state into
+    /// it, and tells the user `message`.
+    async fn attach(
+        &mut self,
+        instance: Arc<Instance>,
+        shared: &Arc<Shared>,
+        outbound: &mpsc::Sender<Bytes>,
+        message: &str,
+    ) -> Recovery {
         let socket = match instance.connect().await {
             Ok(socket) => socket,
             Err(e) => return Recovery::Unavailable(e.to_string()),
         };
-        old.session_closed();
+        self.instance.session_closed();
         instance.session_opened();
         self.instance = instance;
 
@@ -384,15 +401,17 @@ impl Session {
         rewrite(to_local.as_ref(), message)
     }
 
-    /// Serves the editor while no gopls can: requests fail with the reason,
-    /// until the editor leaves. A new session tries gopls again.
+    /// Serves the editor while no gopls can: requests fail with the reason.
+    /// Returns a new connection once the workspace's degraded mark is
+    /// cleared (a new session or `remote-gopls-server reset`) and gopls
+    /// starts again, or the session's result when the editor leaves.
     async fn serve_unavailable<S>(
-        &self,
+        &mut self,
         reason: &str,
         inbound: &mut S,
         shared: &Arc<Shared>,
         outbound: &mpsc::Sender<Bytes>,
-    ) -> Result<(), SessionError>
+    ) -> Result<Connection, Result<(), SessionError>>
     where
         S: Stream<Item = Result<Bytes, SessionError>> + Unpin,
     {
@@ -409,22 +428,45 @@ impl Session {
             let _ = outbound.send(message).await;
         }
 
+        let mut retry = tokio::time::interval(UNAVAILABLE_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let message = tokio::select! {
                 message = inbound.next() => message,
-                _ = self.shutdown.cancelled() => return Err(SessionError::ShuttingDown),
+                _ = retry.tick() => {
+                    if self.workspace.degraded().is_some() {
+                        continue;
+                    }
+                    // The mark was cleared: try gopls once per tick.
+                    match self.workspace.instance(&self.launch).await {
+                        Ok(instance) => {
+                            let note = format!("gopls for workspace {:?} is available again", self.workspace.name);
+                            match self.attach(instance, shared, outbound, &note).await {
+                                Recovery::Reconnected(connection) => return Ok(connection),
+                                Recovery::Unavailable(e) | Recovery::End(SessionError::GoplsIo(e)) => {
+                                    tracing::warn!(error = %e, "gopls is still unavailable");
+                                }
+                                Recovery::End(e) => return Err(Err(e)),
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "gopls is still unavailable"),
+                    }
+                    continue;
+                }
+                _ = self.shutdown.cancelled() => return Err(Err(SessionError::ShuttingDown)),
             };
             let message = match message {
-                None => return Ok(()),
-                Some(Err(e)) => return Err(e),
+                None => return Err(Ok(())),
+                Some(Err(e)) => return Err(Err(e)),
                 Some(Ok(message)) => message,
             };
             let Ok(envelope) = Envelope::parse(&message) else {
                 continue;
             };
             match (envelope.kind, envelope.method(), &envelope.id) {
-                (Kind::Notification, "exit", _) => return Ok(()),
+                (Kind::Notification, "exit", _) => return Err(Ok(())),
                 (Kind::Request, "shutdown", Some(id)) => {
+                    shared.replay.lock().unwrap().shutdown_requested = true;
                     let _ = outbound
                         .send(Bytes::from(jsonrpc::response(id, &Value::Null)))
                         .await;
@@ -433,6 +475,15 @@ impl Session {
                     let reply =
                         jsonrpc::error_response(Some(id), error_code::REQUEST_FAILED, reason);
                     let _ = outbound.send(Bytes::from(reply)).await;
+                }
+                (Kind::Notification, ..) => {
+                    // Keep document changes for the replay once gopls is back.
+                    let message = rewrite(self.to_remote.as_ref(), message);
+                    let _ = shared
+                        .replay
+                        .lock()
+                        .unwrap()
+                        .from_editor(&envelope, message);
                 }
                 _ => {}
             }

@@ -46,9 +46,24 @@ impl ServerState {
 async fn admin_client(
     server: &str,
 ) -> Result<pb::tunnel_client::TunnelClient<tonic::transport::Channel>, String> {
+    if server.starts_with("https://") {
+        return Err(format!(
+            "{server}: the gRPC admin client has no TLS support; use http:// on a trusted network"
+        ));
+    }
+    if !server.starts_with("http://") {
+        return Err(format!(
+            "invalid server address {server:?}: expected http://HOST:PORT"
+        ));
+    }
     pb::tunnel_client::TunnelClient::connect(server.to_owned())
         .await
-        .map_err(|e| format!("cannot connect to {server}: {e}"))
+        .map_err(|e| {
+            format!(
+                "cannot connect to {server}: {}; is the server running and listening there?",
+                error_chain(&e)
+            )
+        })
 }
 
 fn with_token<T>(message: T, token: Option<&str>) -> Result<tonic::Request<T>, String> {
@@ -94,6 +109,20 @@ pub async fn fetch(server: &str, token: Option<&str>) -> Result<pb::StatusRespon
         )
     })?;
     Ok(response.into_inner())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let next = inner.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = inner.source();
+    }
+    text
 }
 
 fn mib(bytes: u64) -> String {

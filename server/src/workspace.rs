@@ -200,6 +200,16 @@ impl Workspace {
         if let Some(reason) = self.restart_reasons.lock().unwrap().get(&old.pid) {
             return reason.clone();
         }
+        let oom_kills = match old.usage() {
+            Some(Ok(usage)) => usage.oom_kills,
+            _ => 0,
+        };
+        if oom_kills > 0 {
+            return format!(
+                "gopls for workspace {:?} was OOM-killed at its {} memory limit and was restarted; raise memory_limit if this repeats",
+                self.name, self.memory.limit
+            );
+        }
         match old.exit_info() {
             Some(info) => format!(
                 "gopls for workspace {:?} exited ({}) and was restarted",

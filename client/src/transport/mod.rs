@@ -19,6 +19,8 @@ pub(crate) const CHANNEL_BUFFER: usize = 64;
 /// Errors that prevent a session from connecting.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    #[error("cannot tell which workspace to open: the editor sent no root folder; set REMOTE_GOPLS_WORKSPACE to the workspace name on the server")]
+    NoWorkspace,
     #[error("invalid server address {0:?}: expected http://HOST:PORT (gRPC), ws://HOST:PORT or wss://HOST:PORT (WebSocket)")]
     InvalidAddress(String),
     #[error("cannot connect to remote-gopls server at {server}: {detail}")]
@@ -34,6 +36,8 @@ pub enum ConnectError {
     NoWelcome { server: String },
     #[error("invalid token in REMOTE_GOPLS_TOKEN: {0}")]
     InvalidToken(String),
+    #[error("{server}: the gRPC transport has no TLS support, so the token and code would cross the network in plain text; use wss://HOST:PORT (WebSocket over TLS) or http:// on a trusted network")]
+    GrpcTlsUnsupported { server: String },
     #[error("cannot set up TLS for {server}: {detail}")]
     Tls { server: String, detail: String },
 }
@@ -56,7 +60,13 @@ pub async fn connect(
     let server = options.server.trim();
     if server.starts_with("ws://") || server.starts_with("wss://") {
         ws::connect(options, hello).await
-    } else if server.starts_with("http://") || server.starts_with("https://") {
+    } else if server.starts_with("https://") {
+        // NOTE: tonic is built without TLS here; refuse rather than silently
+        // speak plain text to an https:// address.
+        Err(ConnectError::GrpcTlsUnsupported {
+            server: options.server.clone(),
+        })
+    } else if server.starts_with("http://") {
         grpc::connect(options, hello).await
     } else {
         Err(ConnectError::InvalidAddress(options.server.clone()))

@@ -298,11 +298,17 @@ impl CgroupManager {
         let mut removed = 0;
         for entry in entries.flatten() {
             let path = entry.path();
-            let is_instance = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|name| name.starts_with(INSTANCE_PREFIX));
-            if !is_instance || !path.is_dir() || self.is_live(&path) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(INSTANCE_PREFIX) || !path.is_dir() || self.is_live(&path) {
+                continue;
+            }
+            // Another server sharing this parent still owns the group.
+            if let Some(owner) = owner_pid(&name).filter(|&pid| is_other_running_server(pid)) {
+                warn!(
+                    cgroup.path = %path.display(),
+                    owner.pid = owner,
+                    "another remote-gopls server uses this cgroup parent; its groups are left alone, but give each server its own [cgroup] parent"
+                );
                 continue;
             }
 
@@ -323,7 +329,8 @@ impl CgroupManager {
 
     /// Creates the group of one instance of `workspace` with `limits`.
     ///
-    /// The group is named `gopls-<workspace>-<12 hex digits>`, where the
+    /// The group is named `gopls-<workspace>-p<server pid>-<12 hex digits>`,
+    /// so stale cleanup can leave other running servers' groups alone. The
     /// workspace name is cut to 64 characters and every character other than
     /// ASCII letters, digits, `-`, `_` and `.` becomes `_`. In fallback mode
     /// nothing is created and the returned value only records the limit.
@@ -469,7 +476,38 @@ fn instance_name(workspace: &str) -> String {
     }
 
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    format!("{INSTANCE_PREFIX}{sanitized}-{}", &suffix[..12])
+    format!(
+        "{INSTANCE_PREFIX}{sanitized}-p{}-{}",
+        std::process::id(),
+        &suffix[..12]
+    )
+}
+
+/// Returns the pid of the server that created an instance group, from the
+/// `-p<pid>-<12 hex>` end of its name. Older names carry no pid.
+fn owner_pid(name: &str) -> Option<u32> {
+    let (rest, hex) = name.rsplit_once('-')?;
+    if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let (_, pid) = rest.rsplit_once("-p")?;
+    pid.parse().ok()
+}
+
+/// Returns whether `pid` is another running remote-gopls server, whose
+/// groups are live and must not be removed as stale.
+fn is_other_running_server(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| {
+            cmdline
+                .split('\0')
+                .next()
+                .is_some_and(|exe| exe.contains("remote-gopls"))
+        })
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -488,19 +526,23 @@ mod unit_tests {
 
     #[test]
     fn instance_name_sanitizes() {
+        let pid = format!("-p{}-", std::process::id());
         let cases = [
-            ("kubernetes", "gopls-kubernetes-"),
-            ("github.com/org/repo", "gopls-github.com_org_repo-"),
-            ("my repo (old)", "gopls-my_repo__old_-"),
-            ("..", "gopls-workspace-"),
-            ("", "gopls-workspace-"),
-            ("日本", "gopls-workspace-"),
+            ("kubernetes", "gopls-kubernetes"),
+            ("github.com/org/repo", "gopls-github.com_org_repo"),
+            ("my repo (old)", "gopls-my_repo__old_"),
+            ("..", "gopls-workspace"),
+            ("", "gopls-workspace"),
+            ("日本", "gopls-workspace"),
         ];
         for (workspace, prefix) in cases {
             let name = instance_name(workspace);
-            assert!(name.starts_with(prefix), "{workspace:?} gave {name:?}");
+            let prefix = format!("{prefix}{pid}");
+            assert!(name.starts_with(&prefix), "{workspace:?} gave {name:?}");
             assert_eq!(name.len(), prefix.len() + 12, "{workspace:?} gave {name:?}");
+            assert_eq!(owner_pid(&name), Some(std::process::id()), "{name}");
         }
+        assert_eq!(owner_pid("gopls-old-format-0123456789ab"), None);
     }
 
     #[test]
@@ -508,9 +550,10 @@ mod unit_tests {
         let long = "x".repeat(300);
         let first = instance_name(&long);
         let second = instance_name(&long);
+        let pid_part = format!("-p{}", std::process::id()).len();
         assert_eq!(
             first.len(),
-            INSTANCE_PREFIX.len() + MAX_WORKSPACE_NAME_LEN + 13
+            INSTANCE_PREFIX.len() + MAX_WORKSPACE_NAME_LEN + pid_part + 13
         );
         assert_ne!(first, second);
     }
