@@ -21,11 +21,17 @@ use std::time::Duration;
 /// once loaded; the first request may wait for the workspace load.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Directory holding the workspace's built binaries (`target/debug`).
+/// Directory holding the workspace's built binaries (`target/debug` or
+/// `target/release`). Test executables live in its `deps` subdirectory;
+/// binaries such as the benchmark harness live in it directly.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let deps = exe.parent().expect("deps directory");
-    deps.parent().expect("profile directory").to_path_buf()
+    let dir = exe.parent().expect("executable directory");
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent().expect("profile directory").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a workspace binary, with a clear failure when it was not built.

@@ -107,18 +107,32 @@ impl LspClient {
 
     /// Starts the `remote-gopls` binary with `envs` and talks to it over stdio.
     pub fn spawn_client(envs: &[(&str, &str)]) -> LspClient {
-        let mut child = Command::new(crate::binary("remote-gopls"))
+        let mut command = Command::new(crate::binary("remote-gopls"));
+        command
             .env_remove("REMOTE_GOPLS_SERVER")
             .env_remove("REMOTE_GOPLS_TOKEN")
             .env_remove("REMOTE_GOPLS_WORKSPACE")
             .env_remove("REMOTE_GOPLS_LOCAL_ROOT")
-            .envs(envs.iter().copied())
+            .envs(envs.iter().copied());
+        LspClient::spawn_stdio(command)
+    }
+
+    /// Starts any stdio language server (the `remote-gopls` binary, or gopls
+    /// itself) and talks to it over its stdin and stdout. The process is
+    /// killed when the client is dropped.
+    pub fn spawn_stdio(mut command: Command) -> LspClient {
+        let program = command
+            .as_std()
+            .get_program()
+            .to_string_lossy()
+            .into_owned();
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("start remote-gopls");
+            .unwrap_or_else(|e| panic!("failed to start {program}: {e}"));
 
         let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(64);
         let mut writer = FramedWrite::new(child.stdin.take().unwrap(), LspCodec::default());
