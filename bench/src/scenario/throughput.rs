@@ -1,12 +1,14 @@
 //! Throughput: large messages through each transport, end to end.
 //!
-//! What is timed is one echo round trip: a request of exactly N bytes whose
-//! string `id` carries the payload, for a method gopls does not have
-//! (`bench/echo`). gopls answers with a "method not found" error that
-//! repeats the id, so N bytes travel to gopls and N bytes come back through
-//! every hop of the transport, while gopls itself only decodes and encodes
-//! JSON. The harness writes and reads raw frames and does not parse the
-//! echo, so its own cost is a copy and a substring search.
+//! What is timed is one echo round trip: a `workspace/executeCommand`
+//! request of exactly N bytes whose command name is the payload. gopls
+//! (v0.23.0, `server.ExecuteCommand`) rejects the unknown command with an
+//! error message that repeats the name, so about N bytes travel to gopls and
+//! back through every hop of the transport, while gopls only decodes and
+//! encodes JSON. The method has to be a real LSP method: the gopls
+//! forwarder replies to unknown methods itself instead of forwarding them.
+//! The harness writes and reads raw frames and does not parse the echo, so
+//! its own cost is a copy and a substring search.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -48,6 +50,9 @@ pub struct Measurement {
     pub latency: Summary,
     /// 2 x bytes x round trips / total time, in MB/s (10^6 bytes).
     pub mb_per_s: f64,
+    /// 2 x bytes / p50 round trip, in MB/s: less sensitive to stalls
+    /// caused by other load on the machine.
+    pub p50_mb_per_s: f64,
     /// 2 x bytes / (p50 of this transport - p50 of gopls stdio), in MB/s:
     /// the rate of the hops this transport adds. NaN for stdio itself.
     pub added_hops_mb_per_s: f64,
@@ -59,7 +64,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let launch = workspace.tuned_launch(options);
 
     let mut notes = vec![
-        "One round trip = an N-byte request whose string id is the payload plus gopls's method-not-found reply repeating it; MB/s counts 2 x N per round trip (10^6 bytes). The workspace is loaded before timing; one untimed echo per size warms buffers.".to_owned(),
+        "One round trip = an N-byte workspace/executeCommand request whose command name is the payload, and gopls's error reply repeating the name; MB/s counts 2 x N per round trip (10^6 bytes). The workspace is loaded before timing; one untimed echo per size warms buffers.".to_owned(),
     ];
     let mut pumps = Vec::new();
     for transport in Transport::ALL {
@@ -139,6 +144,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 bytes,
                 round_trips: trips.len(),
                 mb_per_s: moved * trips.len() as f64 / total / 1e6,
+                p50_mb_per_s: moved / (latency.p50_ms / 1e3) / 1e6,
                 added_hops_mb_per_s,
                 latency,
             });
@@ -177,7 +183,11 @@ fn render(results: &[Measurement]) -> String {
                 num(m.latency.p50_ms, 2),
                 num(m.latency.p95_ms, 2),
                 num(m.mb_per_s, 1),
-                num(base.map_or(f64::NAN, |b| ratio(m.mb_per_s, b.mb_per_s)), 2),
+                num(m.p50_mb_per_s, 1),
+                num(
+                    base.map_or(f64::NAN, |b| ratio(m.p50_mb_per_s, b.p50_mb_per_s)),
+                    2,
+                ),
                 num(m.added_hops_mb_per_s, 0),
             ]
         })
@@ -189,8 +199,9 @@ fn render(results: &[Measurement]) -> String {
             "round trips",
             "p50 ms",
             "p95 ms",
-            "MB/s end to end",
-            "vs stdio",
+            "MB/s (mean)",
+            "MB/s (p50)",
+            "p50 MB/s vs stdio",
             "MB/s of added hops",
         ],
         &rows,
@@ -286,7 +297,7 @@ impl Pump {
             .context("failed to write to the stdio program")
     }
 
-    /// Reads frames until `matches` accepts one, answering server requests
+    /// Reads frames until `matches` accepts one, replying to server requests
     /// on the way. Returns the matching frame.
     async fn wait_for(
         &mut self,
@@ -322,7 +333,7 @@ impl Pump {
         }
     }
 
-    /// Answers a request from gopls the way a minimal editor does.
+    /// Replies to a request from gopls the way a minimal editor does.
     async fn answer(&mut self, envelope: &Envelope, frame: &[u8]) -> anyhow::Result<()> {
         if !envelope.is_request() {
             return Ok(());
@@ -340,9 +351,13 @@ impl Pump {
 
     /// One echo round trip of a `bytes`-byte request; returns its duration.
     async fn echo(&mut self, bytes: usize, sequence: u64) -> anyhow::Result<Duration> {
-        let prefix =
-            format!("{{\"jsonrpc\":\"2.0\",\"method\":\"bench/echo\",\"id\":\"echo-{sequence}-");
-        let suffix = "\"}";
+        // Request ids of the echoes start above the initialize request's id 1.
+        let id = sequence + 1;
+        let marker = format!("echo-{sequence}-");
+        let prefix = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"workspace/executeCommand\",\"params\":{{\"command\":\"{marker}"
+        );
+        let suffix = "\",\"arguments\":[]}}";
         let fill = bytes
             .checked_sub(prefix.len() + suffix.len())
             .context("message size below the envelope size")?;
@@ -350,7 +365,8 @@ impl Pump {
         body.extend_from_slice(prefix.as_bytes());
         body.resize(prefix.len() + fill, b'x');
         body.extend_from_slice(suffix.as_bytes());
-        let marker = format!("\"echo-{sequence}-");
+        let id_at_end = format!("\"id\":{id}}}");
+        let id_at_start = format!("\"id\":{id},");
 
         let start = Instant::now();
         self.writer
@@ -360,7 +376,16 @@ impl Pump {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
             let frame = self.next_frame(deadline).await?;
-            if frame.len() >= bytes && memchr::memmem::find(&frame, marker.as_bytes()).is_some() {
+            // The reply repeats the payload and carries our id, at the end
+            // as gopls writes it or at the start as other encoders may.
+            let head = &frame[..frame.len().min(64)];
+            let is_reply = frame.ends_with(id_at_end.as_bytes())
+                || memchr::memmem::find(head, id_at_start.as_bytes()).is_some();
+            if is_reply && frame.len() >= fill {
+                anyhow::ensure!(
+                    memchr::memmem::find(&frame, marker.as_bytes()).is_some(),
+                    "reply to echo {sequence} does not repeat the payload"
+                );
                 return Ok(start.elapsed());
             }
             if frame.len() <= PARSE_LIMIT {
