@@ -35,6 +35,9 @@ const SMOKE_BISECTION_STEPS: usize = 2;
 /// The bisection's upper end, as a multiple of default gopls's unlimited
 /// peak: a little room for the page cache the cgroup is also charged for.
 const UPPER_FACTOR: f64 = 1.1;
+/// The limit of the GOMEMLIMIT check, as a share of tuned gopls's unlimited
+/// peak: tight enough that tuned gopls without GOMEMLIMIT is at risk.
+const SQUEEZE_FACTOR: f64 = 0.85;
 /// GOMEMLIMIT as a share of the cgroup limit, the server's default.
 const GOMEMLIMIT_SHARE: f64 = 0.9;
 /// Limits are rounded to whole mebibytes.
@@ -83,7 +86,7 @@ pub struct Run {
     pub env: Vec<(String, String)>,
     /// cgroup hard limit in bytes; `None` for no limit.
     pub limit: Option<u64>,
-    /// gopls answered the whole script and was still running at the end.
+    /// gopls replied to the whole script and was still running at the end.
     pub survived: bool,
     /// gopls died from SIGKILL and the cgroup counted an OOM kill.
     pub oom_killed: bool,
@@ -180,6 +183,20 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     }
     runs.extend(at_limit.iter().cloned());
 
+    // At default's OOM limit tuned gopls has room to spare, so GOMEMLIMIT
+    // changes nothing there. A limit below tuned's own peak shows what it buys.
+    if cgroups && tuned.survived && Instant::now() < deadline {
+        let peak = tuned.gopls_peak_rss.max(tuned.cgroup_peak_working_set);
+        let squeeze = round_mib(peak as f64 * SQUEEZE_FACTOR);
+        for config in [Config::Tuned, Config::TunedGomemlimit] {
+            runs.push(runner.run(config, Some(squeeze), true).await?);
+        }
+        notes.push(format!(
+            "The last two rows run at {} MiB, {SQUEEZE_FACTOR} x tuned gopls's unlimited peak, to show what GOMEMLIMIT changes under a tight limit.",
+            squeeze / MIB
+        ));
+    }
+
     let saving = 1.0 - tuned.gopls_peak_rss as f64 / default.gopls_peak_rss as f64;
     notes.push(format!(
         "tuned peak RSS is {:.0}% below default (target: at least 30%). GOMAXPROCS=2 equals Go's default on this 2-CPU machine, so here tuning is GOGC=20 and GOFLAGS only.",
@@ -206,7 +223,7 @@ fn round_mib(bytes: f64) -> u64 {
     (bytes / MIB as f64).round().max(1.0) as u64 * MIB
 }
 
-/// What every run shares.
+/// Settings shared by every run.
 struct Runner<'a> {
     options: &'a Options,
     workspace: &'a Workspace,
