@@ -3,8 +3,8 @@
 //!
 //! Needs root and the v1 memory controller mounted at
 //! `/sys/fs/cgroup/memory`. Every cgroup is named
-//! `remote-gopls-bench-<pid>-<n>`, so leftovers of a killed harness can be
-//! told apart from everyone else's and removed by the next run.
+//! `remote-gopls-bench-<pid>-<n>`, so the next run can recognise and remove
+//! the leftovers of a killed harness without touching anyone else's.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,7 +27,7 @@ pub struct MemoryCgroup {
     path: PathBuf,
 }
 
-/// Why the v1 memory controller cannot be used, or `None` when it can.
+/// Returns why the v1 memory controller cannot be used, or `None` when it can.
 pub fn unavailable_reason() -> Option<String> {
     let root = Path::new(MEMORY_ROOT);
     if !root.join("memory.limit_in_bytes").is_file() {
@@ -58,7 +58,7 @@ impl MemoryCgroup {
         &self.path
     }
 
-    /// The file a process writes its pid to in order to join.
+    /// Returns the file a process writes its pid to in order to join.
     pub fn procs_file(&self) -> PathBuf {
         self.path.join("cgroup.procs")
     }

@@ -29,7 +29,7 @@ pub struct Editor {
     waiter: tokio::task::JoinHandle<()>,
 }
 
-/// How the stdio program ended.
+/// Exit status of the stdio program.
 #[derive(Debug, Clone)]
 pub struct ExitInfo {
     pub status: String,
@@ -45,8 +45,8 @@ impl Editor {
         let mut child = client.child.take().expect("spawn_stdio keeps the child");
         let pid = child.id();
         let (exit_tx, exit) = watch::channel(None);
-        // Waiting in a task reaps the process and tells requests in flight
-        // that it is gone, instead of letting them run into their timeout.
+        // Waiting in a task reaps the process and lets requests in flight
+        // fail at once when it is gone, instead of at their timeout.
         let waiter = tokio::spawn(async move {
             let info = match child.wait().await {
                 Ok(status) => ExitInfo {
@@ -70,7 +70,7 @@ impl Editor {
         }
     }
 
-    /// The exit of the stdio program, once it has exited.
+    /// Returns the exit of the stdio program, once it has exited.
     pub fn exited(&self) -> Option<ExitInfo> {
         self.exit.borrow().clone()
     }
@@ -240,12 +240,12 @@ pub struct Script {
 }
 
 impl Script {
-    /// Opens `file_count` files spread over the module and asks at every probe in them.
+    /// Opens `file_count` files spread over the module and requests every probe in them.
     pub fn new(module: &Module, file_count: usize) -> Script {
         Script::with_files(module, module.spread_files(file_count))
     }
 
-    /// Opens `files` and asks at every probe in them.
+    /// Opens `files` and requests every probe in them.
     pub fn with_files(module: &Module, files: Vec<String>) -> Script {
         let requests = files
             .iter()

@@ -1,13 +1,13 @@
 //! Go source text for one generated file: a struct with methods, an
 //! interface and its in-memory implementation, calls into the packages it
 //! imports, generic helpers, and a test file per package. The emitter
-//! records where the symbols the editor script asks about sit.
+//! records the positions of the symbols the editor script requests.
 
 use std::fmt::Write as _;
 
 use crate::rng::SplitMix64;
 
-/// What the editor script does at a recorded position.
+/// Request the editor script sends at a recorded position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeKind {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::report::Report;
 use crate::workspace::Size;
 
-/// Which measurement to run.
+/// Measurement to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
@@ -65,9 +65,9 @@ pub struct Options {
     /// Tiny sizes and few repetitions: checks that numbers come out, quickly.
     pub smoke: bool,
     pub seed: u64,
-    /// Where the JSON and markdown results go.
+    /// Directory for the JSON and markdown results.
     pub out: PathBuf,
-    /// Where generated workspaces, sockets and server data go (removed afterwards).
+    /// Directory for generated workspaces, sockets and server data (removed afterwards).
     pub work_dir: PathBuf,
     pub gopls: PathBuf,
     /// Upper bound on the timed part of one scenario.
@@ -77,7 +77,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// The workspace size of a scenario whose default is `default`.
+    /// Returns the workspace size of a scenario whose default is `default`.
     pub fn size_or(&self, default: Size) -> Size {
         match (self.smoke, self.size) {
             (true, _) => Size::SMOKE,
@@ -110,7 +110,7 @@ pub async fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Vec<Re
     Ok(reports)
 }
 
-/// The message of a task that panicked, or why it was cancelled.
+/// Returns the message of a task that panicked, or why it was cancelled.
 pub fn panic_message(error: tokio::task::JoinError) -> String {
     if !error.is_panic() {
         return error.to_string();

@@ -13,7 +13,7 @@ use remote_gopls_bench::{Options, Scenario};
 #[derive(Debug, Parser)]
 #[command(name = "remote-gopls-bench", version)]
 struct Args {
-    /// What to measure.
+    /// Scenario to run.
     #[arg(value_enum)]
     scenario: Scenario,
 

@@ -44,7 +44,7 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
-/// The 1-minute load average.
+/// Returns the 1-minute load average.
 pub fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -57,7 +57,7 @@ pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Where and when a run measured.
+/// Machine, date and tool versions of one run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Machine {
     pub date: String,

@@ -87,7 +87,7 @@ impl Report {
     }
 }
 
-/// A markdown table.
+/// Renders a markdown table.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = format!("| {} |\n", headers.join(" | "));
     out.push_str(&format!("|{}\n", "---|".repeat(headers.len())));
@@ -97,7 +97,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A number with `digits` decimals, or "n/a" for NaN.
+/// Formats a number with `digits` decimals, or "n/a" for NaN.
 pub fn num(value: f64, digits: usize) -> String {
     if value.is_finite() {
         format!("{value:.digits$}")

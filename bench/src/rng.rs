@@ -28,7 +28,7 @@ impl SplitMix64 {
         (self.next_u64() % bound as u64) as usize
     }
 
-    /// A value in `low..=high`.
+    /// Returns a value in `low..=high`.
     pub fn between(&mut self, low: usize, high: usize) -> usize {
         low + self.below(high - low + 1)
     }

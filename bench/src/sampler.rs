@@ -31,7 +31,7 @@ impl Sampler {
         Sampler { max, task }
     }
 
-    /// The maximum so far.
+    /// Returns the maximum so far.
     pub fn max(&self) -> u64 {
         self.max.load(Ordering::Relaxed)
     }

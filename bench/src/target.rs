@@ -23,7 +23,7 @@ const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// removed from the inherited environment so "default" means Go's defaults.
 pub const RUNTIME_VARS: [&str; 4] = ["GOGC", "GOMAXPROCS", "GOFLAGS", "GOMEMLIMIT"];
 
-/// How the editor reaches gopls.
+/// Route from the editor to gopls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Transport {
     /// gopls started by the editor, LSP on its stdin and stdout.
@@ -58,8 +58,8 @@ impl Transport {
     }
 }
 
-/// What every backend needs: the gopls binary, where to put sockets, and
-/// the environment gopls runs with.
+/// Settings shared by every backend: the gopls binary, the directory for
+/// sockets, and the environment gopls runs with.
 #[derive(Debug, Clone)]
 pub struct Launch {
     pub gopls: PathBuf,
@@ -70,8 +70,8 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// The remote-gopls server's default gopls environment (tuned runtime),
-    /// so every transport runs the same gopls settings.
+    /// Returns the remote-gopls server's default gopls environment (tuned
+    /// runtime), so every transport runs the same gopls settings.
     pub fn tuned(gopls: &Path, scratch: &Path) -> Launch {
         Launch {
             gopls: gopls.to_owned(),
@@ -83,9 +83,9 @@ impl Launch {
         }
     }
 
-    /// A gopls command with this launch's environment: Go runtime defaults
-    /// cleared, the requested values set, Go telemetry off (as the server
-    /// does, so no telemetry sidecar process runs next to any gopls).
+    /// Builds a gopls command with this launch's environment: Go runtime
+    /// defaults cleared, the requested values set, and Go telemetry off as
+    /// the server sets it, so no telemetry sidecar runs next to any gopls.
     pub fn gopls_command(&self) -> anyhow::Result<Command> {
         let mut command = Command::new(&self.gopls);
         self.apply_env(&mut command)?;
@@ -185,9 +185,9 @@ impl Backend {
                 backend.server = Some(start_server(&backend.launch, workspace, &[]).await?)
             }
             Transport::WebSocket => {
-                // The flag and URL scheme the WebSocket transport is specified
-                // with; a server or client without them fails here or at
-                // initialize, and the scenario reports it as not available.
+                // The WebSocket transport is specified with this flag and the
+                // ws:// URL scheme. A server or client without them fails here
+                // or at initialize, and the scenario reports it as not available.
                 let port = free_port()?;
                 let listen = format!("127.0.0.1:{port}");
                 backend.server = Some(
@@ -238,10 +238,13 @@ impl Backend {
     /// Stops the server with SIGTERM, so it stops and reaps its gopls, and
     /// kills the daemon. Dropping a backend kills both instead.
     pub async fn stop(mut self) {
-        if let Some(server) = self.server.take() {
+        if let Some(mut server) = self.server.take() {
             // terminate() panics when the server outlives its grace period;
             // the task turns that into a warning, and the drop kills it.
-            if let Err(e) = tokio::spawn(server.terminate()).await {
+            let stopped = tokio::spawn(async move {
+                server.terminate().await;
+            });
+            if let Err(e) = stopped.await {
                 eprintln!(
                     "warning: remote-gopls-server did not stop: {}",
                     crate::panic_message(e)
@@ -254,7 +257,8 @@ impl Backend {
         }
     }
 
-    /// The program the editor starts and talks LSP to over stdio.
+    /// Builds the command of the program the editor starts and talks LSP to
+    /// over stdio.
     pub fn stdio_command(&self) -> anyhow::Result<Command> {
         match self.transport {
             Transport::Direct => self.launch.gopls_command(),
@@ -347,7 +351,7 @@ pub async fn start_server(
     started.map_err(|e| anyhow::anyhow!(crate::panic_message(e)))
 }
 
-/// A loopback port that was free a moment ago.
+/// Returns a loopback port that was free a moment ago.
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())

@@ -12,7 +12,7 @@ use crate::rng::SplitMix64;
 /// Module path of every generated workspace; `.example` is reserved, so it
 /// never resolves to a real module.
 pub const MODULE_PATH: &str = "bench.example/gen";
-/// Seed used unless `--seed` says otherwise.
+/// Seed used unless `--seed` sets another.
 pub const DEFAULT_SEED: u64 = 20_260_101;
 /// How far back (in package indices) a package may import from. A window
 /// keeps the import graph deep instead of everything importing package 0.
@@ -210,7 +210,7 @@ impl Module {
         Ok(())
     }
 
-    /// The text of a generated file.
+    /// Returns the text of a generated file.
     pub fn text(&self, path: &str) -> Option<&str> {
         self.files
             .iter()
@@ -259,8 +259,8 @@ fn plan_packages(size: Size, rng: &mut SplitMix64) -> Vec<PackagePlan> {
         let mut deps = Vec::new();
         if index > 0 {
             let low = index.saturating_sub(IMPORT_WINDOW);
-            let wanted = rng.between(1, MAX_IMPORTS).min(index - low);
-            while deps.len() < wanted {
+            let count = rng.between(1, MAX_IMPORTS).min(index - low);
+            while deps.len() < count {
                 let dep = rng.between(low, index - 1);
                 if !deps.contains(&dep) {
                     deps.push(dep);

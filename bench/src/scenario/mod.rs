@@ -115,7 +115,7 @@ impl Live {
 /// Length of an error in a table cell.
 const REASON_CHARS: usize = 200;
 
-/// An error chain on one line, shortened for a table cell.
+/// Formats an error chain on one line, shortened for a table cell.
 pub fn reason(error: &anyhow::Error) -> String {
     let text = format!("{error:#}");
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
