@@ -234,9 +234,18 @@ impl Pump {
             .kill_on_drop(true)
             .spawn()
             .context("failed to start the stdio program")?;
-        let writer = FramedWrite::new(child.stdin.take().context("no stdin")?, LspCodec::default());
+        let writer = FramedWrite::new(
+            child
+                .stdin
+                .take()
+                .context("stdin of the stdio program is missing")?,
+            LspCodec::default(),
+        );
         let reader = FramedRead::new(
-            child.stdout.take().context("no stdout")?,
+            child
+                .stdout
+                .take()
+                .context("stdout of the stdio program is missing")?,
             LspCodec::default(),
         );
         let mut pump = Pump {
@@ -272,7 +281,7 @@ impl Pump {
             .module
             .spread_files(1)
             .pop()
-            .context("no file to open")?;
+            .context("the workspace has no file to open")?;
         let uri = file_uri(&root.join(&file));
         let text = workspace.module.text(&file).unwrap_or_default();
         pump.send_json(
@@ -319,7 +328,10 @@ impl Pump {
 
     async fn next_frame(&mut self, deadline: tokio::time::Instant) -> anyhow::Result<Bytes> {
         match tokio::time::timeout_at(deadline, self.reader.next()).await {
-            Err(_) => bail!("no message from {} in time", self.transport.label()),
+            Err(_) => bail!(
+                "timed out waiting for a message from {}",
+                self.transport.label()
+            ),
             Ok(None) => bail!(
                 "{} closed its stdout ({})",
                 self.transport.label(),
