@@ -185,17 +185,12 @@ impl Backend {
                 backend.server = Some(start_server(&backend.launch, workspace, &[]).await?)
             }
             Transport::WebSocket => {
-                // The WebSocket transport is specified with this flag and the
-                // ws:// URL scheme. A server or client without them fails here
-                // or at initialize, and the scenario reports it as not available.
-                let port = free_port()?;
-                let listen = format!("127.0.0.1:{port}");
-                backend.server = Some(
-                    start_server(&backend.launch, workspace, &["--http-listen", &listen])
-                        .await
-                        .context("remote-gopls-server did not start with --http-listen")?,
-                );
-                backend.ws_url = Some(format!("ws://{listen}"));
+                // A server or client without WebSocket support fails here or
+                // at initialize, and the scenario reports the transport as
+                // not available instead of failing the run.
+                let server = start_server(&backend.launch, workspace, &[]).await?;
+                backend.ws_url = Some(server.ws_url());
+                backend.server = Some(server);
             }
         }
         Ok(backend)
@@ -349,10 +344,4 @@ pub async fn start_server(
     })
     .await;
     started.map_err(|e| anyhow::anyhow!(crate::panic_message(e)))
-}
-
-/// Returns a loopback port that was free a moment ago.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }
