@@ -112,9 +112,9 @@ pub struct Args {
     #[arg(long = "gopls-env", value_name = "KEY=VALUE")]
     pub gopls_env: Vec<String>,
 
-    /// Maximum size of one LSP message in bytes [default: 64 MiB].
+    /// Maximum size of one LSP message: bytes or a size such as 64MiB [default: 64MiB].
     #[arg(long)]
-    pub max_message_size: Option<usize>,
+    pub max_message_size: Option<String>,
 
     /// Memory limit of each gopls, such as 2GiB or 1.5GiB [default: 2GiB].
     #[arg(long)]
@@ -194,7 +194,8 @@ pub struct FileConfig {
     pub gopls: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub tokens_file: Option<PathBuf>,
-    pub max_message_size: Option<usize>,
+    /// Maximum size of one LSP message (bytes or a size such as "64MiB").
+    pub max_message_size: Option<toml::Value>,
     /// Memory limit of each gopls (bytes or a size such as "2GiB").
     pub memory_limit: Option<toml::Value>,
     /// Optional throttling threshold (cgroup v2 `memory.high`).
@@ -647,10 +648,17 @@ impl Config {
                 ));
             }
         }
-        let max_message_size = args
-            .max_message_size
-            .or(file.max_message_size)
-            .unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
+        let max_message_size = match (&args.max_message_size, &file.max_message_size) {
+            (Some(text), _) => parse_size(
+                &toml::Value::String(text.clone()),
+                "--max-message-size",
+                errors,
+            ),
+            (None, Some(value)) => parse_size(value, "max_message_size", errors),
+            (None, None) => None,
+        }
+        .map(|size| usize::try_from(size.bytes()).unwrap_or(usize::MAX))
+        .unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
         if max_message_size < 1024 {
             errors.push(format!(
                 "invalid max_message_size {max_message_size}: must be at least 1024 bytes"
@@ -761,7 +769,7 @@ mod tests {
                 "noequals".into(),
             ],
             gopls: Some("/does/not/exist/gopls".into()),
-            max_message_size: Some(10),
+            max_message_size: Some("10".to_owned()),
             ..Args::default()
         };
         let errors = Config::load(args).unwrap_err().0;
@@ -820,6 +828,19 @@ mod tests {
         );
         let b = config.workspaces.iter().find(|w| w.name == "b").unwrap();
         assert_eq!(b.memory.limit, config.memory.limit);
+    }
+
+    #[test]
+    fn message_size_accepts_units() {
+        let config = Config::from_toml("max_message_size = \"32MiB\"", None).unwrap();
+        assert_eq!(config.max_message_size, 32 << 20);
+        let config = Config::from_toml("max_message_size = 2097152", None).unwrap();
+        assert_eq!(config.max_message_size, 2 << 20);
+        let args = Args {
+            max_message_size: Some("1MiB".to_owned()),
+            ..Args::default()
+        };
+        assert_eq!(Config::load(args).unwrap().max_message_size, 1 << 20);
     }
 
     #[test]
