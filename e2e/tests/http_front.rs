@@ -439,3 +439,40 @@ async fn sigterm_closes_sessions_cleanly() {
         "the server logs its stop"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editor_close_is_answered_cleanly() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+    let fixture = Fixture::new("hello");
+    let server = start_server(&fixture, &[], &[]).await;
+    let (mut socket, _) = ws::connect(&server.http_addr, &lsp_path(&fixture, "hello", ""), &[])
+        .await
+        .unwrap();
+
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "editor closing".into(),
+    };
+    socket.send(Message::Close(Some(frame))).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(message) = socket.next().await {
+            match message {
+                Ok(Message::Close(frame)) => return Ok(frame),
+                Ok(_) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("the stream ended without a close frame".to_owned())
+    })
+    .await
+    .expect("a reply within 10 s");
+    let frame = reply.expect("the server answers the close frame");
+    assert_eq!(frame.map(|f| f.code), Some(CloseCode::Normal));
+    assert!(
+        !server.log_text().contains("failed to send the close frame"),
+        "{}",
+        server.log_text()
+    );
+}

@@ -503,6 +503,14 @@ where
         Ok(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => {
             Some(sink)
         }
+        // The peer's close frame arrived first: tungstenite queued the reply
+        // with the peer's code, and flushing sends it, so the close is clean.
+        Ok(Err(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::SendAfterClosing,
+        ))) => {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.flush()).await;
+            Some(sink)
+        }
         Ok(Err(e)) => {
             failure.fail(format!("failed to send the close frame: {e}"));
             None
