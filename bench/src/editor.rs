@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail};
 use remote_gopls_e2e::lsp::LspClient;
 use remote_gopls_proto::urimap::Root;
+pub use remote_gopls_server::instance::ExitInfo;
 use serde_json::{json, Value};
 use tokio::process::Command;
 use tokio::sync::watch;
@@ -29,13 +30,6 @@ pub struct Editor {
     waiter: tokio::task::JoinHandle<()>,
 }
 
-/// Exit status of the stdio program.
-#[derive(Debug, Clone)]
-pub struct ExitInfo {
-    pub status: String,
-    pub signal: Option<i32>,
-}
-
 impl Editor {
     /// Starts `command` and connects a client to its stdio. `root` is the
     /// folder the editor opens.
@@ -48,16 +42,7 @@ impl Editor {
         // Waiting in a task reaps the process and lets requests in flight
         // fail at once when it is gone, instead of at their timeout.
         let waiter = tokio::spawn(async move {
-            let info = match child.wait().await {
-                Ok(status) => ExitInfo {
-                    status: status.to_string(),
-                    signal: std::os::unix::process::ExitStatusExt::signal(&status),
-                },
-                Err(e) => ExitInfo {
-                    status: format!("wait failed: {e}"),
-                    signal: None,
-                },
-            };
+            let info = ExitInfo::from_wait(child.wait().await);
             let _ = exit_tx.send(Some(info));
         });
         Editor {
@@ -121,16 +106,7 @@ impl Editor {
             "rootUri": root,
             "rootPath": self.root.to_string_lossy(),
             "workspaceFolders": [{"uri": root, "name": "gen"}],
-            "capabilities": {
-                "workspace": {"configuration": true, "workspaceFolders": true},
-                "window": {"workDoneProgress": true},
-                "textDocument": {
-                    "hover": {"contentFormat": ["markdown", "plaintext"]},
-                    "completion": {"completionItem": {"snippetSupport": false}},
-                    "publishDiagnostics": {"relatedInformation": true},
-                    "synchronization": {"didSave": true}
-                }
-            }
+            "capabilities": remote_gopls_e2e::lsp::editor_capabilities(),
         });
         let (response, _) = self.request("initialize", params, timeout).await?;
         if let Some(error) = response.get("error") {

@@ -248,6 +248,8 @@ impl LspClient {
     /// Performs `initialize` with the given `initializationOptions`, then `initialized`.
     pub async fn initialize_with_options(&self, fixture: &Fixture, options: Value) -> Value {
         let root = fixture.local_root_uri();
+        let mut capabilities = editor_capabilities();
+        capabilities["workspace"]["didChangeConfiguration"] = json!({"dynamicRegistration": true});
         let params = json!({
             "initializationOptions": options,
             "processId": std::process::id(),
@@ -255,16 +257,7 @@ impl LspClient {
             "rootUri": root,
             "rootPath": fixture.local.to_string_lossy(),
             "workspaceFolders": [{"uri": root, "name": "hello"}],
-            "capabilities": {
-                "workspace": {"configuration": true, "workspaceFolders": true, "didChangeConfiguration": {"dynamicRegistration": true}},
-                "window": {"workDoneProgress": true},
-                "textDocument": {
-                    "hover": {"contentFormat": ["markdown", "plaintext"]},
-                    "completion": {"completionItem": {"snippetSupport": false}},
-                    "publishDiagnostics": {"relatedInformation": true},
-                    "synchronization": {"didSave": true}
-                }
-            }
+            "capabilities": capabilities,
         });
         let result = self.request("initialize", params).await;
         self.notify("initialized", json!({})).await;
@@ -315,6 +308,21 @@ impl LspClient {
     pub fn server_requests(&self) -> Vec<String> {
         self.seen.lock().unwrap().server_requests.clone()
     }
+}
+
+/// Returns the client capabilities of a simple editor: configuration and
+/// workspace folders, work-done progress, markdown hover, plain completion.
+pub fn editor_capabilities() -> Value {
+    json!({
+        "workspace": {"configuration": true, "workspaceFolders": true},
+        "window": {"workDoneProgress": true},
+        "textDocument": {
+            "hover": {"contentFormat": ["markdown", "plaintext"]},
+            "completion": {"completionItem": {"snippetSupport": false}},
+            "publishDiagnostics": {"relatedInformation": true},
+            "synchronization": {"didSave": true}
+        }
+    })
 }
 
 /// Answers the requests gopls sends to editors the way a simple editor would.

@@ -27,3 +27,41 @@ pub const PINNED_GOPLS_VERSION: &str = "v0.23.0";
 
 /// Version of this crate, shared by the client and the server.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Formats an error with its sources in one line, for messages that must
+/// explain a failure where only one line is shown. A source whose text the
+/// line already contains is skipped: tonic and hyper repeat their inner
+/// errors' text in their own.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let next = inner.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connect failed: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("transport error")]
+    struct Wraps(#[source] std::io::Error);
+
+    #[test]
+    fn error_chain_joins_new_sources() {
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(error_chain(&Wraps(refused())), "transport error: refused");
+        assert_eq!(error_chain(&Repeats(refused())), "connect failed: refused");
+    }
+}

@@ -56,6 +56,22 @@ pub struct ExitInfo {
     pub signal: Option<i32>,
 }
 
+impl ExitInfo {
+    /// Describes the result of waiting for a child process.
+    pub fn from_wait(result: std::io::Result<std::process::ExitStatus>) -> ExitInfo {
+        match result {
+            Ok(status) => ExitInfo {
+                status: status.to_string(),
+                signal: std::os::unix::process::ExitStatusExt::signal(&status),
+            },
+            Err(e) => ExitInfo {
+                status: format!("wait failed: {e}"),
+                signal: None,
+            },
+        }
+    }
+}
+
 /// A running (or exited) gopls process.
 #[derive(Debug)]
 pub struct Instance {
@@ -111,16 +127,7 @@ impl Instance {
         let workspace = spec.workspace.clone();
         tokio::spawn(async move {
             // Waiting here also reaps the child, so it never stays a zombie.
-            let info = match child.wait().await {
-                Ok(status) => ExitInfo {
-                    status: status.to_string(),
-                    signal: std::os::unix::process::ExitStatusExt::signal(&status),
-                },
-                Err(e) => ExitInfo {
-                    status: format!("wait failed: {e}"),
-                    signal: None,
-                },
-            };
+            let info = ExitInfo::from_wait(child.wait().await);
             tracing::info!(workspace.name = %workspace, gopls.pid = pid, status = %info.status, "gopls exited");
             let _ = exit_tx.send(Some(info));
         });

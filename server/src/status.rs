@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use remote_gopls_proto::pb;
+use remote_gopls_proto::{error_chain, pb};
 
 use crate::auth::AuthError;
 use crate::state::ServerState;
@@ -109,20 +109,6 @@ pub async fn fetch(server: &str, token: Option<&str>) -> Result<pb::StatusRespon
         )
     })?;
     Ok(response.into_inner())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let next = inner.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = inner.source();
-    }
-    text
 }
 
 fn mib(bytes: u64) -> String {

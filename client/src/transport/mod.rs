@@ -73,14 +73,4 @@ pub async fn connect(
     }
 }
 
-/// An error with its sources, for messages that must explain a failure in one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
+pub(crate) use remote_gopls_proto::error_chain;
