@@ -96,7 +96,7 @@ pub const RECONNECT_MAX: Duration = Duration::from_secs(10);
 /// backoff from [`RECONNECT_INITIAL`] and is reported to the user again.
 /// Shorter sessions (a server that accepts and then drops the session, for
 /// example because a replayed document is over its size limit) count as the
-/// same outage, so the backoff keeps growing and the user is told once.
+/// same outage, so the backoff keeps growing and the user gets one message.
 pub const STABLE_SESSION: Duration = Duration::from_secs(30);
 /// How long a replayed `initialize` may take after a reconnect.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -117,9 +117,9 @@ struct Bridge {
     /// The editor's state, in its own URIs, replayed into each new session.
     state: ReplayState,
     /// Whether the editor was warned about the current outage.
-    told_offline: bool,
-    /// Whether the editor was told the current outage ended.
-    told_reconnected: bool,
+    offline_reported: bool,
+    /// Whether the editor got the message that the current outage ended.
+    reconnect_reported: bool,
     /// When the current session started.
     connected_at: tokio::time::Instant,
     /// Delay before the next reconnect attempt.
@@ -193,8 +193,8 @@ impl Bridge {
     /// once per outage.
     async fn connection_lost(&mut self, reason: &str) {
         if self.connected_at.elapsed() >= STABLE_SESSION {
-            self.told_offline = false;
-            self.told_reconnected = false;
+            self.offline_reported = false;
+            self.reconnect_reported = false;
             self.reconnect_delay = RECONNECT_INITIAL;
         }
         let text =
@@ -207,8 +207,8 @@ impl Bridge {
         for message in self.state.end_progress() {
             self.send_editor(message).await;
         }
-        if !self.told_offline {
-            self.told_offline = true;
+        if !self.offline_reported {
+            self.offline_reported = true;
             let note = format!("remote-gopls: {text}. Requests fail until the server is back.");
             self.show_message(MESSAGE_WARNING, &note).await;
         }
@@ -250,8 +250,8 @@ where
         to_editor,
         hello: pb::Hello::default(),
         state: ReplayState::default(),
-        told_offline: false,
-        told_reconnected: false,
+        offline_reported: false,
+        reconnect_reported: false,
         connected_at: tokio::time::Instant::now(),
         reconnect_delay: RECONNECT_INITIAL,
     };
@@ -291,8 +291,8 @@ async fn drive<R: AsyncRead + Unpin>(
         client_version: format!("remote-gopls {}", remote_gopls_proto::VERSION),
     };
 
-    // Without a first session the editor's `initialize` fails, which tells
-    // editors not to retry; there is no state to keep yet.
+    // Without a first session the editor's `initialize` fails, which makes
+    // editors stop retrying; there is no state to keep yet.
     let first_session = if bridge.hello.workspace.is_empty() {
         Err(ConnectError::NoWorkspace)
     } else {
@@ -415,8 +415,8 @@ async fn reconnect<R: AsyncRead + Unpin>(
                     log_connected(bridge, &connection.welcome);
                     tracing::info!(attempt, "reconnected and replayed the editor's state");
                     bridge.connected_at = tokio::time::Instant::now();
-                    if !bridge.told_reconnected {
-                        bridge.told_reconnected = true;
+                    if !bridge.reconnect_reported {
+                        bridge.reconnect_reported = true;
                         let note =
                             format!("remote-gopls: reconnected to {}", bridge.options.server);
                         bridge.show_message(MESSAGE_INFO, &note).await;
@@ -430,8 +430,8 @@ async fn reconnect<R: AsyncRead + Unpin>(
     }
 }
 
-/// Replays `initialize` (its answer is consumed here, since the editor has
-/// one already), then `initialized`, configuration, folder changes and
+/// Replays `initialize` (its response is consumed here, because the editor
+/// has one already), then `initialized`, configuration, folder changes and
 /// every open document into a new session.
 async fn replay(bridge: &mut Bridge, mut connection: Connection) -> Result<Connection, String> {
     if let Some(initialize) = bridge.state.begin_replay() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-/// The memory cgroup of this process, relative to its hierarchy root: the
+/// Returns the memory cgroup of this process, relative to its hierarchy root: the
 /// v1 `memory` line of /proc/self/cgroup, else the v2 `0::` line.
 pub fn own_group() -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
@@ -25,7 +25,7 @@ pub fn own_group() -> Option<String> {
     })
 }
 
-/// A fresh parent group path for one test server, relative to the hierarchy root.
+/// Returns a fresh parent group path for one test server, relative to the hierarchy root.
 pub fn unique_parent() -> Option<String> {
     let own = own_group()?;
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -36,7 +36,7 @@ pub fn unique_parent() -> Option<String> {
     ))
 }
 
-/// The absolute directory of a group given relative to its hierarchy root.
+/// Returns the absolute directory of a group given relative to its hierarchy root.
 pub fn group_dir(relative: &str) -> PathBuf {
     let relative = relative.trim_start_matches('/');
     let v1 = Path::new("/sys/fs/cgroup/memory").join(relative);

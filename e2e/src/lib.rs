@@ -45,7 +45,7 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// The gopls binary the tests run: `REMOTE_GOPLS_TEST_GOPLS`, else `gopls`
+/// Returns the gopls binary the tests run: `REMOTE_GOPLS_TEST_GOPLS`, else `gopls`
 /// on PATH, else `$(go env GOPATH)/bin/gopls`.
 pub fn gopls_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("REMOTE_GOPLS_TEST_GOPLS") {

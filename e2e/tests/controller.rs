@@ -174,7 +174,7 @@ async fn requests_in_flight_at_kill_are_answered() {
     );
 }
 
-/// Starts a process inside a cgroup that holds `mib` MiB for `seconds`.
+/// Starts a process inside a cgroup that keeps `mib` MiB resident for `seconds`.
 fn hog(cgroup: &Path, mib: u64, seconds: f64) -> std::process::Child {
     let script = format!(
         "echo $$ > '{}/cgroup.procs' && exec python3 -c 'import time; b = b\"x\" * ({mib} << 20); time.sleep({seconds})'",
@@ -371,7 +371,7 @@ async fn crash_loop_marks_workspace_degraded() {
     .await;
     assert_eq!(degraded_gauge, Some(1.0), "the degraded gauge is set");
 
-    // A new session asks to try again; the stand-in still fails.
+    // A new session requests another try; the stand-in still fails.
     let status = grpc::open(&server.url(), None, "hello", "")
         .await
         .err()

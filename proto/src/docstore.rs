@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::json;
 
-/// How `Position.character` counts, as negotiated in `initialize`
+/// Unit of `Position.character`, as negotiated in `initialize`
 /// (`capabilities.general.positionEncodings` / `positionEncoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PositionEncoding {

@@ -52,7 +52,7 @@ pub const READ_METHODS: &[&str] = &[
     "workspace/symbol",
 ];
 
-/// An editor request forwarded to gopls and not yet answered.
+/// An editor request forwarded to gopls and still without a response.
 #[derive(Debug, Clone)]
 pub struct InFlight {
     pub method: String,
@@ -97,7 +97,7 @@ pub enum FromGopls {
 #[derive(Debug, PartialEq)]
 pub enum FromEditor {
     Forward(Bytes),
-    /// An answer to a request of a gopls connection that no longer exists.
+    /// A response to a request of a gopls connection that no longer exists.
     Drop,
 }
 
@@ -257,8 +257,8 @@ impl ReplayState {
         Some(Bytes::from(serde_json::to_vec(&initialize).ok()?))
     }
 
-    /// Messages that rebuild the editor's state after `initialize` was
-    /// answered: `initialized`, configuration, folder changes, and a
+    /// Messages that rebuild the editor's state after `initialize` got its
+    /// response: `initialized`, configuration, folder changes, and a
     /// `didOpen` for every open document.
     pub fn replay_notifications(&self) -> Vec<Bytes> {
         let mut messages = Vec::new();

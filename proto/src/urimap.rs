@@ -82,12 +82,12 @@ impl Root {
         Ok(Root { path })
     }
 
-    /// The decoded path, without a trailing slash (except for `/` itself).
+    /// Returns the decoded path, without a trailing slash (except for `/` itself).
     pub fn path(&self) -> &str {
         &self.path
     }
 
-    /// The root as a `file://` URI with the path percent-encoded.
+    /// Returns the root as a `file://` URI with the path percent-encoded.
     pub fn to_uri(&self) -> String {
         format!("file://{}", encode_path(&self.path))
     }
@@ -125,7 +125,7 @@ impl UriMapper {
         }
     }
 
-    /// The mapper for the opposite direction.
+    /// Returns the mapper for the opposite direction.
     pub fn reversed(&self) -> UriMapper {
         UriMapper::new(self.to.clone(), self.from.clone())
     }

@@ -4,7 +4,7 @@
 
 use subtle::ConstantTimeEq;
 
-/// Which workspaces a token may open.
+/// Workspaces a token may open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
     All,
@@ -39,7 +39,7 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-/// Why a session was not allowed.
+/// Reason a session was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("missing bearer token: send `authorization: Bearer <token>`")]

@@ -87,7 +87,7 @@ pub struct Instance {
     /// the group is removed.
     group: Mutex<Option<InstanceGroup>>,
     exit: watch::Receiver<Option<ExitInfo>>,
-    /// Set once [`Instance::stop`] runs, so an exit can be told apart from a crash.
+    /// Set once [`Instance::stop`] runs, so an exit can be distinguished from a crash.
     stop_requested: AtomicBool,
     /// The 0700 directory holding the socket; removed when the instance is dropped.
     _runtime_dir: tempfile::TempDir,

@@ -29,7 +29,7 @@ pub struct LaunchSpec {
     pub debug_addr: Option<std::net::SocketAddr>,
 }
 
-/// Merges the server-wide gopls environment (which already holds the
+/// Merges the server-wide gopls environment (which already contains the
 /// defaults) with a workspace's own values; the workspace wins.
 pub fn effective_env(
     server: &BTreeMap<String, String>,

@@ -222,7 +222,7 @@ impl Server {
                 .into_future(),
         );
         state.set_listening();
-        // Logged only now, so whoever waits for these lines finds /readyz ready.
+        // Logged only now, so a process waiting for these lines finds /readyz ready.
         for (name, address) in addresses {
             match address {
                 Ok(addr) => tracing::info!(address = %addr, "{name} listening"),

@@ -72,7 +72,7 @@ pub struct Session {
     pub workspace: Arc<Workspace>,
     pub launch: LaunchContext,
     /// The gopls instance this session is connected to; replaced when gopls
-    /// restarts. The session holds one count in its `sessions`.
+    /// restarts. The session counts once in its `sessions`.
     pub instance: Arc<Instance>,
     /// Editor root to server root; `None` when the editor gave no root.
     pub to_remote: Option<UriMapper>,
@@ -92,7 +92,7 @@ pub struct Session {
 /// grow the table without bound.
 const MAX_TRACKED_REQUESTS: usize = 10_000;
 
-/// Editor requests forwarded to gopls and not yet answered: method and
+/// Editor requests forwarded to gopls and still without a response: method and
 /// arrival time by request id, for the latency histogram.
 #[derive(Debug, Default)]
 struct InFlight {
@@ -107,7 +107,7 @@ impl InFlight {
         }
     }
 
-    /// Removes an answered request; returns its method and arrival time.
+    /// Removes a request that got its response; returns its method and arrival time.
     fn finish(&self, id: &Id) -> Option<(String, Instant)> {
         self.requests.lock().unwrap().remove(id)
     }
@@ -125,7 +125,7 @@ enum Downstream {
 struct Shared {
     in_flight: InFlight,
     replay: Mutex<ReplayState>,
-    /// Receives the answer to a replayed `initialize`.
+    /// Receives the response to a replayed `initialize`.
     replay_waiter: Mutex<Option<oneshot::Sender<Value>>>,
 }
 
@@ -313,7 +313,7 @@ impl Session {
     }
 
     /// Connects the session to `instance`, replays the editor's state into
-    /// it, and tells the user `message`.
+    /// it, and shows the user `message`.
     async fn attach(
         &mut self,
         instance: Arc<Instance>,

@@ -37,7 +37,7 @@ pub struct ServerState {
     next_session: AtomicU64,
 }
 
-/// Why a session could not be opened.
+/// Reason a session could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(transparent)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::bytesize::ByteSize;
 use crate::workspace::{Registry, Workspace};
 
-/// Why an instance may not start.
+/// Budget violation that prevents an instance from starting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("memory budget {budget} exceeded: starting gopls for {workspace:?} needs {needed}, and running instances use {in_use} ({users}); close sessions on other workspaces or raise controller.memory_budget")]
 pub struct BudgetExceeded {
@@ -32,7 +32,7 @@ pub fn resolve(configured: Option<ByteSize>, fraction: f64) -> ByteSize {
     ByteSize((total as f64 * fraction) as u64)
 }
 
-/// The memory limit of the server's own cgroup, if it has one.
+/// Reads the memory limit of the server's own cgroup, if it has one.
 fn own_memory_limit() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     for line in text.lines() {
